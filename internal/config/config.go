@@ -1,0 +1,266 @@
+// Package config owns the gatehouse configuration: the plain structs a YAML
+// file decodes into, their defaults, and validation that reports every
+// problem at once with file:line:col and a way to fix it.
+//
+// Nothing here opens a socket or starts a goroutine. Each room of the server
+// compiles its part of a Config into runtime values with its own New.
+package config
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is one complete gatehouse configuration.
+type Config struct {
+	// Listen names the public HTTP and HTTPS addresses.
+	Listen Listen `yaml:"listen"`
+	// Data is the data directory (CA, certificates, state). Empty means the
+	// default chosen by the command line (--data, GATEHOUSE_DATA, or the
+	// user's state directory).
+	Data     string   `yaml:"data"`
+	Server   Server   `yaml:"server"`
+	TLS      TLS      `yaml:"tls"`
+	Sites    []Site   `yaml:"sites"`
+	DNS      DNS      `yaml:"dns"`
+	Firewall Firewall `yaml:"firewall"`
+	Admin    Admin    `yaml:"admin"`
+	Log      Log      `yaml:"log"`
+	// Demo, when set, is the address of the built-in demo backend app
+	// (the embedded default uses 127.0.0.1:5000).
+	Demo string `yaml:"demo"`
+
+	// File is the path the config was read from.
+	File string `yaml:"-"`
+	// Warnings are problems that do not stop the config from running.
+	Warnings ErrorList `yaml:"-"`
+	// SecretVars names the environment variables expanded into the config;
+	// their values are redacted wherever the config is shown.
+	SecretVars []string `yaml:"-"`
+
+	pos map[any]Pos
+}
+
+// Listen holds the public listener addresses, each host:port; an empty host
+// means every address, IPv4 and IPv6.
+type Listen struct {
+	HTTP  []string `yaml:"http"`  // default [":80"]
+	HTTPS []string `yaml:"https"` // default [":443"]
+}
+
+// Server holds how the public listeners treat clients.
+type Server struct {
+	// ReadHeaderTimeout bounds how long a client may take to send request
+	// headers (default 10s), so slow clients cannot pin connections.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes keep-alive connections idle this long (default 2m).
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes caps request headers; larger ones get 431 (default 64KB).
+	MaxHeaderBytes Size `yaml:"max_header_bytes"`
+	// ShutdownTimeout bounds how long in-flight requests may run after
+	// SIGTERM or SIGINT (default 15s).
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// TrustedProxies are the CIDRs or addresses whose X-Forwarded-For is
+	// believed. By default no one is trusted and the peer is the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// TLS holds certificate settings shared by all sites.
+type TLS struct {
+	// ACME enables certificates from an ACME CA (Let's Encrypt by default).
+	ACME *ACME `yaml:"acme"`
+}
+
+// ACME is the account and CA used for automatic certificates.
+type ACME struct {
+	Email string `yaml:"email"`
+	// CA is the ACME directory URL; default Let's Encrypt production.
+	CA string `yaml:"ca"`
+}
+
+// SiteTLS says where a site's certificate comes from. Written short as a
+// mode (`tls: internal`) or as files (`tls: {cert: …, key: …}`).
+type SiteTLS struct {
+	// Mode is internal (the local CA), acme, files (set by Cert/Key) or off
+	// (plain HTTP only, no redirect). Empty means acme when tls.acme is set
+	// and the site's names are public, internal otherwise.
+	Mode string `yaml:"mode,short"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Site is a set of host names served with the same routes.
+type Site struct {
+	// Hosts are exact names or *.example.com wildcards (one label).
+	Hosts  []string `yaml:"hosts"`
+	TLS    SiteTLS  `yaml:"tls"`
+	Routes []Route  `yaml:"routes"`
+}
+
+// Route matches a request path and hands it to exactly one handler.
+type Route struct {
+	// Path is a prefix matched on segment boundaries: /api matches /api and
+	// /api/x but not /apiary. The longest matching path wins. Default "/".
+	Path string `yaml:"path"`
+	// Exact makes Path match only itself; exact routes win over prefixes.
+	Exact bool `yaml:"exact"`
+	// StripPrefix removes Path from the request path before the handler.
+	StripPrefix bool `yaml:"strip_prefix"`
+	// MaxBody caps request bodies (413 beyond); 0 means no limit.
+	MaxBody Size `yaml:"max_body"`
+
+	Proxy    *Proxy    `yaml:"proxy"`
+	Static   *Static   `yaml:"static"`
+	Redirect *Redirect `yaml:"redirect"`
+	Respond  *Respond  `yaml:"respond"`
+}
+
+// Proxy forwards requests to one or more upstreams.
+type Proxy struct {
+	// To lists upstream URLs: http://, https:// or h2c:// (cleartext
+	// HTTP/2, for gRPC backends). A path in the URL prefixes the request
+	// path, as nginx's proxy_pass with a URI does.
+	To []string `yaml:"to,short"`
+	// Policy picks an upstream: round_robin (default), least_conn, first,
+	// or ip_hash.
+	Policy string `yaml:"policy"`
+	// DialTimeout bounds connecting to an upstream (default 5s; 502 after).
+	DialTimeout Duration `yaml:"dial_timeout"`
+	// HeaderTimeout bounds waiting for response headers (default 60s; 504).
+	HeaderTimeout Duration `yaml:"header_timeout"`
+	// IdleTimeout closes pooled upstream connections idle this long (90s).
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxIdle caps pooled idle connections per upstream (default 64).
+	MaxIdle int `yaml:"max_idle"`
+	// Headers edits the request sent upstream; values may use ${ENV}.
+	Headers HeaderOps `yaml:"headers"`
+	// ResponseHeaders edits the response sent to the client.
+	ResponseHeaders HeaderOps `yaml:"response_headers"`
+	// CA is a PEM file of roots to verify https:// upstreams with, instead
+	// of the system roots.
+	CA string `yaml:"ca"`
+}
+
+// HeaderOps sets or removes header fields.
+type HeaderOps struct {
+	Set    map[string]string `yaml:"set"`
+	Add    map[string]string `yaml:"add"`
+	Remove []string          `yaml:"remove"`
+}
+
+// Static serves files from a folder.
+type Static struct {
+	Root string `yaml:"root,short"`
+	// Index names the files tried for a directory (default index.html).
+	Index []string `yaml:"index"`
+	// SPA serves Fallback (default /index.html) for paths that are not
+	// files, for single-page apps with client-side routing.
+	SPA      bool   `yaml:"spa"`
+	Fallback string `yaml:"fallback"`
+	// Browse lists directories without an index file (off by default).
+	Browse bool `yaml:"browse"`
+}
+
+// Redirect answers with a redirect. To may use {host}, {path}, {query} and
+// {uri} (path and query), e.g. https://example.org{uri}.
+type Redirect struct {
+	To     string `yaml:"to,short"`
+	Status int    `yaml:"status"` // default 302
+}
+
+// Respond answers with a fixed status and body.
+type Respond struct {
+	Body        string `yaml:"body,short"`
+	Status      int    `yaml:"status"`       // default 200
+	ContentType string `yaml:"content_type"` // default text/plain; charset=utf-8
+}
+
+// Admin is the local admin API; see the operations docs.
+type Admin struct {
+	// Listen is a loopback address such as 127.0.0.1:2019; empty is off.
+	Listen string `yaml:"listen"`
+}
+
+// Log sets how gatehouse logs.
+type Log struct {
+	// Format is json (default) or text.
+	Format string `yaml:"format"`
+	// Level is debug, info (default), warn or error.
+	Level string `yaml:"level"`
+	// Access is where the access log goes: stderr (default), stdout, off,
+	// or a file path.
+	Access string `yaml:"access"`
+}
+
+// Duration is a time.Duration written as 500ms, 30s, 5m.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Size is a byte count written as 512, 64KB, 10MB or 1GB (powers of 1024;
+// k, m, g alone as in nginx).
+type Size int64
+
+func (s *Size) decodeNode(d *decoder, n *yaml.Node) {
+	v, ok := d.scalar(n, "a size such as 64KB or 10MB")
+	if !ok {
+		return
+	}
+	num := strings.TrimRight(strings.ToLower(v), "bkmgi")
+	unit := strings.TrimSuffix(strings.TrimSuffix(strings.ToLower(v[len(num):]), "b"), "i")
+	mult := map[string]int64{"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
+	i, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || mult == 0 || i < 0 {
+		d.errorf(n, "%q is not a size: write a number with an optional unit, such as 512, 64KB or 10MB", v)
+		return
+	}
+	*s = Size(i * mult)
+}
+
+// PosOf returns where the value at ptr (a pointer into this Config) was
+// written, or the file alone when it was not written (a default).
+func (c *Config) PosOf(ptr any) Pos {
+	if p, ok := c.pos[ptr]; ok {
+		return p
+	}
+	return Pos{File: c.File}
+}
+
+// Parse decodes and validates a config. The error, when not nil, is an
+// ErrorList holding every problem found; warnings are in Config.Warnings.
+func Parse(file string, src []byte) (*Config, error) {
+	c := &Config{File: file, pos: map[any]Pos{}}
+	var errs ErrorList
+	secrets := map[string]bool{}
+	decodeYAML(file, src, c, &errs, c.pos, secrets)
+	for k := range secrets {
+		c.SecretVars = append(c.SecretVars, k)
+	}
+	sort.Strings(c.SecretVars)
+	if len(errs.Errors()) == 0 {
+		c.setDefaults()
+		c.validate(&errs)
+	}
+	errs.sort()
+	c.Warnings = errs.Warnings()
+	if err := errs.Err(); err != nil {
+		return nil, errs.Errors()
+	}
+	return c, nil
+}
+
+// Load reads and parses the config file at path.
+func Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(path, src)
+}
