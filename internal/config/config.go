@@ -108,8 +108,15 @@ type Route struct {
 	// Path is a prefix matched on segment boundaries: /api matches /api and
 	// /api/x but not /apiary. The longest matching path wins. Default "/".
 	Path string `yaml:"path"`
-	// Exact makes Path match only itself; exact routes win over prefixes.
+	// Exact makes Path match only itself; exact routes win over all others.
 	Exact bool `yaml:"exact"`
+	// Regex matches the path with an RE2 expression ((?i) for any case)
+	// instead of Path. Regex routes are tried in order after the longest
+	// prefix is found, and the first that matches wins over it, unless
+	// that prefix route is Final (nginx's location precedence).
+	Regex string `yaml:"regex"`
+	// Final keeps regex routes from overriding this prefix route (^~).
+	Final bool `yaml:"final"`
 	// StripPrefix removes Path from the request path before the handler.
 	StripPrefix bool `yaml:"strip_prefix"`
 	// MaxBody caps request bodies (413 beyond); 0 means no limit.
@@ -147,7 +154,9 @@ type Proxy struct {
 	CA string `yaml:"ca"`
 }
 
-// HeaderOps sets or removes header fields.
+// HeaderOps sets or removes header fields. Values may hold placeholders:
+// {host}, {client_ip}, {scheme}, {method}, {path}, {query}, {uri} and
+// {header.Name} (a request header), along with ${ENV} from the environment.
 type HeaderOps struct {
 	Set    map[string]string `yaml:"set"`
 	Add    map[string]string `yaml:"add"`

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -220,7 +221,9 @@ func (c *Config) validateSite(errs *ErrorList, s *Site, seen map[string]Pos) {
 		r := &s.Routes[i]
 		c.validateRoute(errs, r)
 		key := r.Path
-		if r.Exact {
+		if r.Regex != "" {
+			key = "~" + r.Regex
+		} else if r.Exact {
 			key = "=" + key
 		}
 		if prev, dup := paths[key]; dup {
@@ -272,6 +275,14 @@ func checkHost(h string) string {
 }
 
 func (c *Config) validateRoute(errs *ErrorList, r *Route) {
+	if r.Regex != "" {
+		if _, err := regexp.Compile(r.Regex); err != nil {
+			errs.Add(c.PosOf(&r.Regex), fmt.Sprintf("regex %q does not compile: %v", r.Regex, err))
+		}
+		if r.Exact || r.Final {
+			errs.Add(c.PosOf(&r.Regex), "a regex route cannot also be exact or final")
+		}
+	}
 	if !strings.HasPrefix(r.Path, "/") {
 		errs.Add(c.PosOf(&r.Path), fmt.Sprintf("path %q must start with /", r.Path))
 	}
