@@ -134,6 +134,11 @@ type Proxy struct {
 	// HTTP/2, for gRPC backends). A path in the URL prefixes the request
 	// path, as nginx's proxy_pass with a URI does.
 	To []string `yaml:"to,short"`
+	// Host is the Host header sent upstream: "original" (the client's, the
+	// default for http:// and h2c:// upstreams), "upstream" (the upstream
+	// URL's host, the default for https:// upstreams such as third-party
+	// APIs, whose certificates name themselves), or a literal name.
+	Host string `yaml:"host"`
 	// Policy picks an upstream: round_robin (default), least_conn, first,
 	// or ip_hash.
 	Policy string `yaml:"policy"`

@@ -1,0 +1,35 @@
+// Package tlsterm owns TLS termination on the public HTTPS listeners: the
+// protocol versions, ALPN (HTTP/2 first) and where certificates come from.
+// Certificates themselves belong to package certs; tlsterm only asks.
+package tlsterm
+
+import "crypto/tls"
+
+// GetCertificateFunc picks the certificate for a ClientHello.
+type GetCertificateFunc func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+
+// Config returns the server TLS configuration: TLS 1.2 and 1.3 only, the
+// Go default AEAD cipher suites (forward secret), and ALPN offering h2 then
+// http/1.1 so browsers and gRPC clients get HTTP/2.
+func Config(get GetCertificateFunc) *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		NextProtos:     []string{"h2", "http/1.1"},
+		GetCertificate: get,
+	}
+}
+
+// VersionName names a TLS version as people write it ("TLS 1.3").
+func VersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLS 1.3"
+	case tls.VersionTLS12:
+		return "TLS 1.2"
+	case tls.VersionTLS11:
+		return "TLS 1.1"
+	case tls.VersionTLS10:
+		return "TLS 1.0"
+	}
+	return ""
+}

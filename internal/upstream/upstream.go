@@ -1,0 +1,257 @@
+// Package upstream owns where a proxied request goes: a Pool of upstream
+// hosts behind one route, the policy that picks one, the connection pools
+// (keep-alive, HTTP/1.1, h2c or TLS) and passive health — a host that
+// refuses connections is skipped for a while and the request is retried on
+// another when that is safe.
+package upstream
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"gatehouse/internal/journey"
+)
+
+// Options configure a Pool.
+type Options struct {
+	Policy        string // round_robin, least_conn, first, ip_hash
+	DialTimeout   time.Duration
+	HeaderTimeout time.Duration
+	IdleTimeout   time.Duration
+	MaxIdle       int
+	// CAFile verifies https:// upstreams instead of the system roots.
+	CAFile string
+}
+
+// Host is one upstream.
+type Host struct {
+	URL      *url.URL // as configured
+	scheme   string   // http or https on the wire (h2c is http)
+	prefix   string   // path prefix from the URL, without trailing slash
+	rt       http.RoundTripper
+	inflight atomic.Int64
+	downTill atomic.Int64 // unix nanoseconds; 0 when healthy
+}
+
+// Addr is host:port as dialled.
+func (h *Host) Addr() string { return h.URL.Host }
+
+// Pool is the upstreams of one route. It implements http.RoundTripper: it
+// picks a host, points the request at it and sends it.
+type Pool struct {
+	Hosts  []*Host
+	policy string
+	next   atomic.Uint64
+	seed   maphash.Seed
+}
+
+// failTimeout is how long a host that refused a connection is passed over.
+const failTimeout = 10 * time.Second
+
+// New builds a pool for the upstream URLs.
+func New(urls []string, o Options) (*Pool, error) {
+	p := &Pool{policy: o.Policy, seed: maphash.MakeSeed()}
+	var roots *x509.CertPool
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading upstream CA: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("upstream CA %s holds no PEM certificate", o.CAFile)
+		}
+	}
+	transports := map[string]*http.Transport{}
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, err
+		}
+		h := &Host{URL: u, scheme: u.Scheme, prefix: strings.TrimSuffix(u.Path, "/")}
+		if u.Scheme == "h2c" {
+			h.scheme = "http"
+		}
+		if u.Port() == "" {
+			port := "80"
+			if u.Scheme == "https" {
+				port = "443"
+			}
+			u.Host = net.JoinHostPort(u.Hostname(), port)
+		}
+		t, ok := transports[u.Scheme]
+		if !ok {
+			t = newTransport(u.Scheme, o, roots)
+			transports[u.Scheme] = t
+		}
+		h.rt = t
+		p.Hosts = append(p.Hosts, h)
+	}
+	return p, nil
+}
+
+func newTransport(scheme string, o Options, roots *x509.CertPool) *http.Transport {
+	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		Proxy:                 nil, // never route upstream traffic through $HTTP_PROXY
+		DialContext:           d.DialContext,
+		MaxIdleConnsPerHost:   o.MaxIdle,
+		IdleConnTimeout:       o.IdleTimeout,
+		ResponseHeaderTimeout: o.HeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		TLSHandshakeTimeout:   o.DialTimeout,
+		// Bodies pass through as the upstream encoded them.
+		DisableCompression: true,
+		Protocols:          new(http.Protocols),
+	}
+	switch scheme {
+	case "h2c":
+		t.Protocols.SetUnencryptedHTTP2(true)
+	case "https":
+		// HTTP/1.1 to TLS upstreams, as nginx does, so WebSocket upgrades
+		// work on every upstream.
+		t.Protocols.SetHTTP1(true)
+		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	default:
+		t.Protocols.SetHTTP1(true)
+	}
+	return t
+}
+
+// Close drops idle upstream connections, after a reload replaced the pool.
+func (p *Pool) Close() {
+	for _, h := range p.Hosts {
+		if t, ok := h.rt.(*http.Transport); ok {
+			t.CloseIdleConnections()
+		}
+	}
+}
+
+// RoundTrip sends req to a host picked by the policy. When a host refuses
+// the connection, it is marked down and, if the request can be sent again
+// (no body, or a body that can be replayed), the next host is tried.
+func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	rec := journey.From(req.Context())
+	tried := 0
+	path, rawPath := req.URL.Path, req.URL.RawPath
+	for {
+		h := p.pick(req, rec)
+		if rec != nil {
+			rec.Upstream = h.URL.String()
+		}
+		req.URL.Scheme = h.scheme
+		req.URL.Host = h.URL.Host
+		if h.prefix != "" {
+			req.URL.Path = h.prefix + path
+			if rawPath != "" {
+				req.URL.RawPath = h.prefix + rawPath
+			}
+		}
+		start := time.Now()
+		h.inflight.Add(1)
+		resp, err := h.rt.RoundTrip(req)
+		h.inflight.Add(-1)
+		if rec != nil {
+			rec.UpstreamTime = time.Since(start)
+		}
+		if err == nil {
+			h.downTill.Store(0)
+			return resp, nil
+		}
+		tried++
+		if !isDialError(err) {
+			return nil, &Error{Upstream: h.URL.String(), Err: err}
+		}
+		h.downTill.Store(time.Now().Add(failTimeout).UnixNano())
+		if tried >= len(p.Hosts) || !replayable(req) {
+			return nil, &Error{Upstream: h.URL.String(), Err: err}
+		}
+		if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, &Error{Upstream: h.URL.String(), Err: err}
+			}
+			req.Body = body
+		}
+	}
+}
+
+// Error is an upstream failure, naming the upstream.
+type Error struct {
+	Upstream string
+	Err      error
+}
+
+func (e *Error) Error() string { return e.Upstream + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+func replayable(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+func (p *Pool) pick(req *http.Request, rec *journey.Record) *Host {
+	if len(p.Hosts) == 1 {
+		return p.Hosts[0]
+	}
+	now := time.Now().UnixNano()
+	up := func(h *Host) bool { d := h.downTill.Load(); return d == 0 || d < now }
+	n := len(p.Hosts)
+	switch p.policy {
+	case "first":
+		for _, h := range p.Hosts {
+			if up(h) {
+				return h
+			}
+		}
+	case "least_conn":
+		var best *Host
+		start := int(p.next.Add(1)) // rotate ties
+		for i := range n {
+			h := p.Hosts[(start+i)%n]
+			if up(h) && (best == nil || h.inflight.Load() < best.inflight.Load()) {
+				best = h
+			}
+		}
+		if best != nil {
+			return best
+		}
+	case "ip_hash":
+		var a netip.Addr
+		if rec != nil {
+			a = rec.Client
+		}
+		b := a.As16()
+		start := int(maphash.Bytes(p.seed, b[:]) % uint64(n))
+		for i := range n {
+			if h := p.Hosts[(start+i)%n]; up(h) {
+				return h
+			}
+		}
+	default:
+		for range n {
+			if h := p.Hosts[int(p.next.Add(1)-1)%n]; up(h) {
+				return h
+			}
+		}
+	}
+	// Every host is marked down: try one anyway rather than fail without
+	// asking, since "down" is only a guess from a past failure.
+	return p.Hosts[int(p.next.Add(1)-1)%n]
+}
+
