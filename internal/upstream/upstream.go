@@ -254,4 +254,3 @@ func (p *Pool) pick(req *http.Request, rec *journey.Record) *Host {
 	// asking, since "down" is only a guess from a past failure.
 	return p.Hosts[int(p.next.Add(1)-1)%n]
 }
-
