@@ -77,13 +77,6 @@ type TLS struct {
 	ACME *ACME `yaml:"acme"`
 }
 
-// ACME is the account and CA used for automatic certificates.
-type ACME struct {
-	Email string `yaml:"email"`
-	// CA is the ACME directory URL; default Let's Encrypt production.
-	CA string `yaml:"ca"`
-}
-
 // SiteTLS says where a site's certificate comes from. Written short as a
 // mode (`tls: internal`) or as files (`tls: {cert: …, key: …}`).
 type SiteTLS struct {
@@ -101,6 +94,8 @@ type Site struct {
 	Hosts  []string `yaml:"hosts"`
 	TLS    SiteTLS  `yaml:"tls"`
 	Routes []Route  `yaml:"routes"`
+	// CORS applies to every route of the site that has none of its own.
+	CORS *CORS `yaml:"cors"`
 }
 
 // Route matches a request path and hands it to exactly one handler.
@@ -121,6 +116,9 @@ type Route struct {
 	StripPrefix bool `yaml:"strip_prefix"`
 	// MaxBody caps request bodies (413 beyond); 0 means no limit.
 	MaxBody Size `yaml:"max_body"`
+
+	// CORS answers preflights and adds Access-Control-* headers.
+	CORS *CORS `yaml:"cors"`
 
 	Proxy    *Proxy    `yaml:"proxy"`
 	Static   *Static   `yaml:"static"`

@@ -122,6 +122,7 @@ func (c *Config) validate(errs *ErrorList) {
 	}
 	c.validateDNS(errs)
 	c.validateFirewall(errs)
+	c.validateCORS(errs)
 }
 
 func (c *Config) checkOneOf(errs *ErrorList, v *string, what string, allowed ...string) {
