@@ -24,6 +24,8 @@ type Middleware struct {
 	Next     http.Handler
 	Log      *slog.Logger
 	ClientIP *clientip.Resolver
+	// Observe, when set, is told of every finished request (metrics).
+	Observe func(rec *journey.Record, status int, bytes int64, d time.Duration)
 }
 
 func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -34,12 +36,16 @@ func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	lw := &writer{ResponseWriter: w}
 	m.Next.ServeHTTP(lw, r.WithContext(journey.With(r.Context(), rec)))
-	if m.Log == nil {
-		return
-	}
 	status := lw.status
 	if status == 0 {
 		status = http.StatusOK // nothing written is an empty 200
+	}
+	dur := time.Since(rec.Start)
+	if m.Observe != nil {
+		m.Observe(rec, status, lw.bytes, dur)
+	}
+	if m.Log == nil {
+		return
 	}
 	attrs := []slog.Attr{
 		slog.String("client", rec.Client.String()),
@@ -49,7 +55,7 @@ func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.String("proto", r.Proto),
 		slog.Int("status", status),
 		slog.Int64("bytes", lw.bytes),
-		slog.Duration("duration", time.Since(rec.Start)),
+		slog.Duration("duration", dur),
 		slog.String("site", rec.Site),
 		slog.String("route", rec.Route),
 		slog.String("handler", rec.Handler),

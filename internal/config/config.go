@@ -38,6 +38,8 @@ type Config struct {
 
 	// File is the path the config was read from.
 	File string `yaml:"-"`
+	// Source is the config as written, before ${VAR} expansion.
+	Source []byte `yaml:"-"`
 	// Warnings are problems that do not stop the config from running.
 	Warnings ErrorList `yaml:"-"`
 	// SecretVars names the environment variables expanded into the config;
@@ -193,10 +195,15 @@ type Respond struct {
 	ContentType string `yaml:"content_type"` // default text/plain; charset=utf-8
 }
 
-// Admin is the local admin API; see the operations docs.
+// Admin is the local admin API; see docs/operations.md.
 type Admin struct {
 	// Listen is a loopback address such as 127.0.0.1:2019; empty is off.
 	Listen string `yaml:"listen"`
+	// Token is the bearer token; TokenFile reads it from a file. With
+	// neither, a random token is made once and kept in the data directory
+	// (admin.token), where `gatehouse reload` finds it.
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
 }
 
 // Log sets how gatehouse logs.
@@ -248,7 +255,7 @@ func (c *Config) PosOf(ptr any) Pos {
 // Parse decodes and validates a config. The error, when not nil, is an
 // ErrorList holding every problem found; warnings are in Config.Warnings.
 func Parse(file string, src []byte) (*Config, error) {
-	c := &Config{File: file, pos: map[any]Pos{}}
+	c := &Config{File: file, Source: src, pos: map[any]Pos{}}
 	var errs ErrorList
 	secrets := map[string]bool{}
 	decodeYAML(file, src, c, &errs, c.pos, secrets)
@@ -268,8 +275,12 @@ func Parse(file string, src []byte) (*Config, error) {
 	return c, nil
 }
 
-// Load reads and parses the config file at path.
+// Load reads and parses the config file at path; DefaultName loads the
+// embedded default.
 func Load(path string) (*Config, error) {
+	if path == DefaultName {
+		return Default(), nil
+	}
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)

@@ -103,6 +103,19 @@ func (c *Config) validate(errs *ErrorList) {
 	}
 	if c.Admin.Listen != "" {
 		c.checkListenAddr(errs, &c.Admin.Listen)
+		if host, _, err := net.SplitHostPort(c.Admin.Listen); err == nil {
+			if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
+				errs.Add(c.PosOf(&c.Admin.Listen), fmt.Sprintf("admin address %q is not a loopback address: the admin API must stay on this machine, use 127.0.0.1:2019", c.Admin.Listen))
+			}
+		}
+	}
+	if c.Admin.Token != "" && c.Admin.TokenFile != "" {
+		errs.Add(c.PosOf(&c.Admin.TokenFile), "admin has both token and token_file: keep one")
+	}
+	if c.Admin.TokenFile != "" {
+		if _, err := os.ReadFile(c.Admin.TokenFile); err != nil {
+			errs.Add(c.PosOf(&c.Admin.TokenFile), fmt.Sprintf("cannot read admin token file %q: %v", c.Admin.TokenFile, unwrapPathErr(err)))
+		}
 	}
 	for i := range c.Server.TrustedProxies {
 		p := &c.Server.TrustedProxies[i]
@@ -123,6 +136,7 @@ func (c *Config) validate(errs *ErrorList) {
 	c.validateDNS(errs)
 	c.validateFirewall(errs)
 	c.validateCORS(errs)
+	c.validateACME(errs)
 }
 
 func (c *Config) checkOneOf(errs *ErrorList, v *string, what string, allowed ...string) {

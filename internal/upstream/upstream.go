@@ -129,6 +129,24 @@ func newTransport(scheme string, o Options, roots *x509.CertPool) *http.Transpor
 	return t
 }
 
+// HostStatus is one upstream's state for the admin API.
+type HostStatus struct {
+	URL      string `json:"url"`
+	InFlight int64  `json:"in_flight"`
+	Down     bool   `json:"down"`
+}
+
+// Status reports the pool's hosts.
+func (p *Pool) Status() []HostStatus {
+	now := time.Now().UnixNano()
+	out := make([]HostStatus, len(p.Hosts))
+	for i, h := range p.Hosts {
+		d := h.downTill.Load()
+		out[i] = HostStatus{URL: h.URL.String(), InFlight: h.inflight.Load(), Down: d != 0 && d > now}
+	}
+	return out
+}
+
 // Close drops idle upstream connections, after a reload replaced the pool.
 func (p *Pool) Close() {
 	for _, h := range p.Hosts {

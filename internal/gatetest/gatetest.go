@@ -1,0 +1,169 @@
+// Package gatetest runs a real gatehouse for tests: Start parses a config
+// text, starts an instance on loopback ports chosen by the kernel, and
+// returns its addresses and clients that trust its local CA and reach it
+// whatever host name a URL names.
+package gatetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"gatehouse/internal/config"
+	"gatehouse/internal/instance"
+)
+
+// Gatehouse is a running instance under test.
+type Gatehouse struct {
+	*instance.Instance
+	Config *config.Config
+	HTTP   string // host:port of the first HTTP listener
+	HTTPS  string // host:port of the first HTTPS listener
+	Roots  *x509.CertPool
+	// Logs holds everything gatehouse logged (both logs), for assertions.
+	Logs *SyncBuffer
+	// DataDir is the instance's data directory.
+	DataDir string
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Start runs cfgText. Listen addresses default to 127.0.0.1:0 when the
+// config names none. The instance stops when the test ends.
+func Start(t testing.TB, cfgText string) *Gatehouse {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gatehouse.yaml")
+	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(path, []byte(cfgText))
+	if err != nil {
+		t.Fatalf("config does not parse:\n%v", err)
+	}
+	return StartConfig(t, cfg)
+}
+
+// StartConfig runs an already parsed config.
+func StartConfig(t testing.TB, cfg *config.Config) *Gatehouse {
+	t.Helper()
+	if len(cfg.Listen.HTTP) == 1 && cfg.Listen.HTTP[0] == ":80" {
+		cfg.Listen.HTTP = []string{"127.0.0.1:0"}
+	}
+	if len(cfg.Listen.HTTPS) == 1 && cfg.Listen.HTTPS[0] == ":443" {
+		cfg.Listen.HTTPS = []string{"127.0.0.1:0"}
+	}
+	if cfg.Demo != "" {
+		cfg.Demo = "127.0.0.1:0"
+	}
+	logs := &SyncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	data := t.TempDir()
+	in, err := instance.New(cfg, instance.Options{DataDir: data, Log: log, AccessLog: log})
+	if err != nil {
+		t.Fatalf("instance.New: %v", err)
+	}
+	if err := in.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		in.Shutdown(ctx)
+	})
+	roots := x509.NewCertPool()
+	roots.AddCert(in.CA().Cert)
+	return &Gatehouse{
+		Instance: in, Config: cfg, Logs: logs, DataDir: data, Roots: roots,
+		HTTP:  in.HTTPAddrs()[0].String(),
+		HTTPS: in.HTTPSAddrs()[0].String(),
+	}
+}
+
+// AdminAddr is the admin API's address, when the config has one.
+func (g *Gatehouse) AdminAddr() string {
+	for _, l := range g.Status()["listeners"].([]map[string]string) {
+		if l["kind"] == "admin" {
+			return l["addr"]
+		}
+	}
+	return ""
+}
+
+// Dialer connects to the instance whatever address is asked: https://
+// (port 443 or the HTTPS listener's port) goes to HTTPS, the rest to HTTP.
+func (g *Gatehouse) Dialer() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	_, httpsPort, _ := net.SplitHostPort(g.HTTPS)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		_, port, _ := net.SplitHostPort(addr)
+		target := g.HTTP
+		if port == "443" || port == httpsPort {
+			target = g.HTTPS
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", target)
+	}
+}
+
+// Client returns an HTTP client that trusts the local CA, reaches the
+// instance for any host, and does not follow redirects.
+func (g *Gatehouse) Client() *http.Client {
+	tr := &http.Transport{
+		DialContext:       g.Dialer(),
+		TLSClientConfig:   &tls.Config{RootCAs: g.Roots},
+		ForceAttemptHTTP2: true,
+	}
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// ClientHTTP1 is Client limited to HTTP/1.1, for what HTTP/2 forbids
+// (connection-specific headers, Upgrade).
+func (g *Gatehouse) ClientHTTP1() *http.Client {
+	c := g.Client()
+	tr := c.Transport.(*http.Transport)
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	return c
+}
+
+// URL returns https://host:port/path for the instance's HTTPS listener.
+func (g *Gatehouse) URL(host, path string) string {
+	_, port, _ := net.SplitHostPort(g.HTTPS)
+	return "https://" + host + ":" + port + path
+}
+
+// HTTPURL returns http://host:port/path for the HTTP listener.
+func (g *Gatehouse) HTTPURL(host, path string) string {
+	_, port, _ := net.SplitHostPort(g.HTTP)
+	return "http://" + host + ":" + port + path
+}

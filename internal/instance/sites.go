@@ -1,0 +1,138 @@
+package instance
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sort"
+	"syscall"
+
+	"gatehouse/internal/certs"
+	"gatehouse/internal/clientip"
+	"gatehouse/internal/config"
+	"gatehouse/internal/placeholder"
+	"gatehouse/internal/proxy"
+	"gatehouse/internal/respond"
+	"gatehouse/internal/route"
+	"gatehouse/internal/static"
+	"gatehouse/internal/upstream"
+)
+
+func errAddrInUse() error { return syscall.EADDRINUSE }
+func errAccess() error    { return syscall.EACCES }
+
+// buildSites compiles each site's routes into handlers. Closers for what
+// outlives a request (upstream connection pools) are added to g.
+func buildSites(cfg *config.Config, ips *clientip.Resolver, log *slog.Logger, g *generation) ([]route.SiteSpec, error) {
+	var errs config.ErrorList
+	var specs []route.SiteSpec
+	for i := range cfg.Sites {
+		s := &cfg.Sites[i]
+		spec := route.SiteSpec{Hosts: s.Hosts, TLS: certs.SiteSource(cfg, s) != 0}
+		for j := range s.Routes {
+			r := &s.Routes[j]
+			h, kind, err := buildHandler(r, ips, log, g)
+			if err != nil {
+				errs.Add(cfg.PosOf(r), err.Error())
+				continue
+			}
+			spec.Routes = append(spec.Routes, route.RouteSpec{
+				Path: r.Path, Exact: r.Exact, Regex: r.Regex, Final: r.Final,
+				StripPrefix: r.StripPrefix, MaxBody: int64(r.MaxBody),
+				Kind: kind, Handler: h,
+			})
+		}
+		specs = append(specs, spec)
+	}
+	return specs, errs.Err()
+}
+
+func buildHandler(r *config.Route, ips *clientip.Resolver, log *slog.Logger, g *generation) (http.Handler, string, error) {
+	switch {
+	case r.Proxy != nil:
+		h, err := buildProxy(r.Proxy, ips, log, g)
+		return h, "proxy", err
+	case r.Static != nil:
+		h, err := static.New(*r.Static)
+		return h, "static", err
+	case r.Redirect != nil:
+		h, err := respond.NewRedirect(r.Redirect.To, r.Redirect.Status)
+		return h, "redirect", err
+	case r.Respond != nil:
+		return respond.NewFixed(r.Respond.Status, r.Respond.Body, r.Respond.ContentType), "respond", nil
+	}
+	return nil, "", fmt.Errorf("route has no handler")
+}
+
+func buildProxy(p *config.Proxy, ips *clientip.Resolver, log *slog.Logger, g *generation) (http.Handler, error) {
+	pool, err := upstream.New(p.To, upstream.Options{
+		Policy:        p.Policy,
+		DialTimeout:   p.DialTimeout.D(),
+		HeaderTimeout: p.HeaderTimeout.D(),
+		IdleTimeout:   p.IdleTimeout.D(),
+		MaxIdle:       p.MaxIdle,
+		CAFile:        p.CA,
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.closers = append(g.closers, pool.Close)
+	g.pools = append(g.pools, pool)
+	o := proxy.Options{ClientIP: ips, Log: log}
+	switch p.Host {
+	case "", "original", "upstream":
+		o.Host = proxy.HostOriginal
+		first, _ := url.Parse(p.To[0])
+		if p.Host == "upstream" || (p.Host == "" && first.Scheme == "https") {
+			o.Host = proxy.HostUpstream
+		}
+	default:
+		o.Host, o.HostName = proxy.HostLiteral, p.Host
+	}
+	if o.Headers, err = compileOps(p.Headers); err != nil {
+		return nil, err
+	}
+	if o.ResponseHeaders, err = compileOps(p.ResponseHeaders); err != nil {
+		return nil, err
+	}
+	return proxy.New(pool, o), nil
+}
+
+func compileOps(ops config.HeaderOps) (proxy.HeaderOps, error) {
+	var out proxy.HeaderOps
+	for _, name := range ops.Remove {
+		out.Remove = append(out.Remove, http.CanonicalHeaderKey(name))
+	}
+	add := func(dst *[]proxy.Header, m map[string]string) error {
+		names := make([]string, 0, len(m))
+		for k := range m {
+			names = append(names, k)
+		}
+		sort.Strings(names) // a stable order for the upstream and for tests
+		for _, k := range names {
+			t, err := placeholder.Compile(m[k])
+			if err != nil {
+				return fmt.Errorf("header %s: %v", k, err)
+			}
+			*dst = append(*dst, proxy.Header{Name: http.CanonicalHeaderKey(k), Value: t})
+		}
+		return nil
+	}
+	if err := add(&out.Set, ops.Set); err != nil {
+		return out, err
+	}
+	return out, add(&out.Add, ops.Add)
+}
+
+func (g *generation) upstreams() []upstream.HostStatus {
+	var out []upstream.HostStatus
+	for _, p := range g.pools {
+		out = append(out, p.Status()...)
+	}
+	return out
+}
+
+func (in *Instance) certsSource(s *config.Site) string {
+	return certs.SiteSource(in.Config(), s).String()
+}
