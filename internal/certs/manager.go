@@ -2,17 +2,29 @@
 // from: the local CA (internal), certificate files (as nginx's
 // ssl_certificate), and ACME. The Manager lives across reloads; each config
 // generation compiles a Policy (host → source) that is swapped in whole.
+//
+// ACME is certmagic's: it obtains, stores (<data>/acme, keys 0600, atomic
+// writes, locks), renews by lifetime fraction and ARI, and staples OCSP.
+// What is written here is the glue: which names are managed through which
+// challenge, the HTTP-01 handler and TLS-ALPN-01 certificates served on
+// gatehouse's own listeners, DNS-01 through gatehouse's own DNS (a libdns
+// provider over TXTPublisher, so wildcards need no DNS provider account),
+// the on-demand policy, and the status `gatehouse certs` prints.
 package certs
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net/netip"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
 
 	"gatehouse/internal/config"
 )
@@ -43,6 +55,7 @@ func (s Source) String() string {
 type Policy struct {
 	exact    map[string]entry
 	wildcard map[string]entry // keyed by the parent: "example.org" for *.example.org
+	acme     *acmePolicy      // nil without tls.acme
 }
 
 type entry struct {
@@ -51,15 +64,38 @@ type entry struct {
 	file   string
 }
 
-// Manager serves certificates for TLS handshakes.
+// Manager serves certificates for TLS handshakes. Set the exported fields
+// before the first Manage.
 type Manager struct {
 	CA *LocalCA
+	// DataDir holds ACME state in DataDir/acme. Empty means ACME sites are
+	// served local-CA certificates.
+	DataDir string
+	// Log receives certificate events; nil means slog.Default().
+	Log *slog.Logger
+	// DNS publishes dns-01 records in gatehouse's own zones; nil means
+	// wildcard names cannot get ACME certificates.
+	DNS TXTPublisher
 
 	policy atomic.Pointer[Policy]
+	acme   atomic.Pointer[acmeGen]
 
 	mu       sync.Mutex
 	leaves   map[string]*tls.Certificate // internal leaves by name
 	fallback *tls.Certificate
+	limit    *nameLimiter // on-demand attempts, kept across reloads
+
+	// acmeMu serialises Manage and Stop; the fields below are set once by
+	// the first Manage.
+	acmeMu  sync.Mutex
+	stopped bool
+	cache   *certmagic.Cache
+	storage *certmagic.FileStorage
+	status  *statusBook
+	zl      *zap.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
+	managed map[string]bool
 }
 
 // maxLeaves bounds the internal leaf cache; wildcard sites would otherwise let
@@ -102,6 +138,9 @@ func (m *Manager) Compile(cfg *config.Config) (*Policy, error) {
 			}
 		}
 	}
+	if cfg.TLS.ACME != nil {
+		p.acme = m.compileACME(cfg, &errs)
+	}
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
@@ -123,36 +162,14 @@ func SiteSource(cfg *config.Config, s *config.Site) Source {
 	}
 	// Unset: ACME for public names when an account is configured; the local
 	// CA for names no public CA will sign (localhost, .test, IPs, …).
-	if cfg.TLS.ACME != nil && allPublic(s.Hosts) {
+	if cfg.ACMESite(s) {
 		return ACME
 	}
 	return Internal
 }
 
-func allPublic(hosts []string) bool {
-	for _, h := range hosts {
-		if !IsPublicName(h) {
-			return false
-		}
-	}
-	return true
-}
-
 // IsPublicName reports whether a public CA could issue for h.
-func IsPublicName(h string) bool {
-	if _, err := netip.ParseAddr(h); err == nil {
-		return false
-	}
-	if !strings.Contains(h, ".") {
-		return false
-	}
-	for _, suffix := range []string{".localhost", ".test", ".local", ".internal", ".invalid", ".example", ".home.arpa", ".lan"} {
-		if strings.HasSuffix(h, suffix) {
-			return false
-		}
-	}
-	return true
-}
+func IsPublicName(h string) bool { return config.IsPublicName(h) }
 
 func loadPair(certFile, keyFile string) (*tls.Certificate, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
@@ -190,16 +207,34 @@ func (m *Manager) lookup(name string) (entry, bool) {
 // GetCertificate picks the certificate for a handshake. Unknown names and
 // handshakes without SNI get the fallback certificate, so the client can
 // still be told 404 over HTTPS, as nginx's default server does.
+//
+// ACME names get their ACME certificate; until it is issued they get a
+// local-CA one, so the site answers (untrusted) rather than failing the
+// handshake. Names in no site get an on-demand certificate when the
+// on-demand policy allows them.
 func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if isACMEChallenge(hello) {
+		return m.challengeCertificate(hello)
+	}
 	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
 	e, ok := m.lookup(name)
 	if !ok {
+		if name != "" {
+			if c := m.acmeCertificate(hello, name); c != nil {
+				return c, nil
+			}
+		}
 		return m.fallbackCert()
 	}
 	switch e.source {
 	case Files:
 		return e.cert, nil
 	case Internal:
+		return m.internalLeaf(name)
+	case ACME:
+		if c := m.acmeCertificate(hello, name); c != nil {
+			return c, nil
+		}
 		return m.internalLeaf(name)
 	}
 	return m.fallbackCert()

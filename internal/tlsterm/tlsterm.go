@@ -8,13 +8,20 @@ import "crypto/tls"
 // GetCertificateFunc picks the certificate for a ClientHello.
 type GetCertificateFunc func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 
+// ACMETLS1 is the ALPN protocol of the ACME TLS-ALPN-01 challenge (RFC 8737).
+const ACMETLS1 = "acme-tls/1"
+
 // Config returns the server TLS configuration: TLS 1.2 and 1.3 only, the
 // Go default AEAD cipher suites (forward secret), and ALPN offering h2 then
 // http/1.1 so browsers and gRPC clients get HTTP/2.
+//
+// acme-tls/1 is offered last: only a CA validating a TLS-ALPN-01 challenge
+// asks for it, and then alone (RFC 8737 §3), so get answers that handshake
+// with the challenge certificate and the connection carries no HTTP.
 func Config(get GetCertificateFunc) *tls.Config {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
-		NextProtos:     []string{"h2", "http/1.1"},
+		NextProtos:     []string{"h2", "http/1.1", ACMETLS1},
 		GetCertificate: get,
 	}
 }

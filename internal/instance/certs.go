@@ -1,0 +1,31 @@
+package instance
+
+import "gatehouse/internal/certs"
+
+// setupCerts gives the certificate manager what lives as long as the
+// instance: where ACME state is kept and where it logs.
+func (in *Instance) setupCerts() {
+	in.certs.DataDir = in.opts.DataDir
+	in.certs.Log = in.log
+}
+
+// manageCerts starts or updates ACME for the generation just applied,
+// pointing the challenges at the listeners now open. A failure is logged
+// and serving goes on: sites get local-CA certificates until ACME works.
+// in.mu is held.
+func (in *Instance) manageCerts() {
+	var ports certs.Ports
+	if a := in.addrs(kindHTTP); len(a) > 0 {
+		ports.HTTP = a[0].String()
+	}
+	if a := in.addrs(kindHTTPS); len(a) > 0 {
+		ports.HTTPS = a[0].String()
+	}
+	if err := in.certs.Manage(ports); err != nil {
+		in.log.Error("ACME certificates are not managed", "error", err.Error())
+	}
+}
+
+// Certs returns the certificate manager, which outlives reloads. Set its
+// DNS publisher before Start for dns-01.
+func (in *Instance) Certs() *certs.Manager { return in.certs }
