@@ -18,7 +18,9 @@ Usage:
   gatehouse [run] [-c FILE] [--data DIR]   run (./gatehouse.yaml, else the embedded default)
   gatehouse validate -c FILE               check a config and print every problem
   gatehouse reload [-c FILE]               make the running gatehouse read its config again
+  gatehouse trace URL [--dns ADDR]         walk a request's journey: DNS, firewall, TCP, TLS, proxy, app
   gatehouse ca [--data DIR]                print the local CA's root certificate (PEM)
+  gatehouse certs [--data DIR] [--json]    list certificates: names, issuer, expiry, next renewal, last error
   gatehouse version                        print version and build information
 
 Run 'gatehouse COMMAND -h' for a command's flags.
@@ -49,12 +51,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "run":
 		err = cmdRun(args, stderr)
+	case "trace":
+		err = cmdTrace(args, stdout, stderr)
 	case "reload":
 		err = cmdReload(args, stdout, stderr)
 	case "validate":
 		err = cmdValidate(args, stdout, stderr)
 	case "ca":
 		err = cmdCA(args, stdout)
+	case "certs":
+		err = cmdCerts(args, stdout)
 	case "version":
 		cmdVersion(stdout)
 	case "help":

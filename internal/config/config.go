@@ -31,6 +31,7 @@ type Config struct {
 	DNS      DNS      `yaml:"dns"`
 	Firewall Firewall `yaml:"firewall"`
 	Admin    Admin    `yaml:"admin"`
+	Journey  Journey  `yaml:"journey"`
 	Log      Log      `yaml:"log"`
 	// Demo, when set, is the address of the built-in demo backend app
 	// (the embedded default uses 127.0.0.1:5000).
@@ -286,4 +287,17 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
 	return Parse(path, src)
+}
+
+// Journey says who may see the journey of a request; see docs/journey.md.
+type Journey struct {
+	// Token, when set, is what a client sends in the Gatehouse-Trace
+	// header to get its request's journey back. With none, a random token
+	// is kept in the data directory (trace.token) for `gatehouse trace`.
+	Token string `yaml:"token"`
+	// ServerTiming adds a Server-Timing header to every response.
+	ServerTiming bool `yaml:"server_timing"`
+	// Keep is how many recent records the admin API keeps (default 200;
+	// -1 keeps none).
+	Keep int `yaml:"keep"`
 }

@@ -32,6 +32,9 @@ func (c *Config) setDefaults() {
 	if s.ShutdownTimeout == 0 {
 		s.ShutdownTimeout = Duration(15 * time.Second)
 	}
+	if c.Journey.Keep == 0 {
+		c.Journey.Keep = 200
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}

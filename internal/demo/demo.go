@@ -6,11 +6,14 @@ package demo
 
 import (
 	"embed"
+	"encoding/base64"
 	"encoding/json"
 	"html/template"
 	"io/fs"
 	"net/http"
 	"time"
+
+	"gatehouse/internal/journey"
 )
 
 //go:embed assets
@@ -31,6 +34,9 @@ type Journey struct {
 	Route           string `json:"route"`
 	Peer            string `json:"peer"`
 	Time            string `json:"time"`
+	// Edge is gatehouse's own journey record of the request, as far as it
+	// had got when it forwarded the request here.
+	Edge *journey.View `json:"edge,omitempty"`
 }
 
 func journeyOf(r *http.Request) Journey {
@@ -46,7 +52,20 @@ func journeyOf(r *http.Request) Journey {
 		Route:           r.Header.Get("X-Gatehouse-Route"),
 		Peer:            r.RemoteAddr,
 		Time:            time.Now().UTC().Format(time.RFC3339),
+		Edge:            edgeJourney(r.Header.Get("X-Gatehouse-Journey")),
 	}
+}
+
+func edgeJourney(h string) *journey.View {
+	b, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	var v journey.View
+	if json.Unmarshal(b, &v) != nil {
+		return nil
+	}
+	return &v
 }
 
 // Handler returns the demo app.

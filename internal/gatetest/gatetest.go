@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"log/slog"
 	"net"
 	"net/http"
@@ -166,4 +167,18 @@ func (g *Gatehouse) URL(host, path string) string {
 func (g *Gatehouse) HTTPURL(host, path string) string {
 	_, port, _ := net.SplitHostPort(g.HTTP)
 	return "http://" + host + ":" + port + path
+}
+
+// EncodePair returns a certificate chain and its key as PEM, as certbot
+// writes fullchain.pem and privkey.pem.
+func EncodePair(t testing.TB, pair *tls.Certificate) (certPEM, keyPEM []byte) {
+	t.Helper()
+	for _, der := range pair.Certificate {
+		certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(pair.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }

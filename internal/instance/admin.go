@@ -1,6 +1,7 @@
 package instance
 
 import (
+	"encoding/json"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -18,35 +19,46 @@ import (
 // TokenFile is where the admin token is kept when the config sets none.
 func TokenFile(dataDir string) string { return filepath.Join(dataDir, "admin.token") }
 
-// AdminToken returns the token the config asks for, or the one kept in the
-// data directory, making it on first use.
+// AdminToken returns the admin API's token: the config's, or the one kept
+// in the data directory, made on first use.
 func AdminToken(cfg *config.Config, dataDir string) (string, error) {
+	return token(cfg.Admin.Token, cfg.Admin.TokenFile, TokenFile(dataDir))
+}
+
+// TraceToken returns the token that shows a request its journey: the
+// config's, or the one kept in the data directory (trace.token).
+func TraceToken(cfg *config.Config, dataDir string) (string, error) {
+	return token(cfg.Journey.Token, "", filepath.Join(dataDir, "trace.token"))
+}
+
+// token returns value, else the contents of file, else the token kept at
+// kept, making a random one there (0600) on first use.
+func token(value, file, kept string) (string, error) {
 	switch {
-	case cfg.Admin.Token != "":
-		return cfg.Admin.Token, nil
-	case cfg.Admin.TokenFile != "":
-		b, err := os.ReadFile(cfg.Admin.TokenFile)
+	case value != "":
+		return value, nil
+	case file != "":
+		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", fmt.Errorf("reading admin token: %w", err)
+			return "", fmt.Errorf("reading token: %w", err)
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
-	path := TokenFile(dataDir)
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(kept)
 	if err == nil {
 		return strings.TrimSpace(string(b)), nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("reading admin token: %w", err)
+		return "", fmt.Errorf("reading token: %w", err)
 	}
 	raw := make([]byte, 24)
 	rand.Read(raw)
 	tok := hex.EncodeToString(raw)
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(kept), 0o700); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("keeping admin token: %w", err)
+	if err := os.WriteFile(kept, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("keeping token: %w", err)
 	}
 	return tok, nil
 }
@@ -75,6 +87,10 @@ func (in *Instance) adminHandler(cfg *config.Config) (http.Handler, error) {
 		Status:     in.Status,
 		Ready:      in.Ready,
 		Metrics:    in.metrics.Handler(),
+		Journeys: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(in.ring.Load().Views())
+		}),
 	}
 	return api.Handler(), nil
 }

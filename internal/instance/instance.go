@@ -36,6 +36,7 @@ import (
 	"gatehouse/internal/certs"
 	"gatehouse/internal/clientip"
 	"gatehouse/internal/config"
+	"gatehouse/internal/journey"
 	"gatehouse/internal/metrics"
 	"gatehouse/internal/route"
 	"gatehouse/internal/upstream"
@@ -61,6 +62,9 @@ type Instance struct {
 	metrics *metrics.Metrics
 
 	gen atomic.Pointer[generation]
+	// ring keeps recent journeys across reloads, replaced only when the
+	// configured size changes.
+	ring atomic.Pointer[journey.Ring]
 
 	// mu serialises Start, Reload and Shutdown.
 	mu        sync.Mutex
@@ -149,7 +153,21 @@ func (in *Instance) compile(cfg *config.Config, httpsPort int) (*generation, err
 		g.close()
 		return nil, err
 	}
-	g.handler = &accesslog.Middleware{Next: table, Log: in.opts.AccessLog, ClientIP: ips, Observe: in.metrics.ObserveRequest}
+	traceToken, err := TraceToken(cfg, in.opts.DataDir)
+	if err != nil {
+		g.close()
+		return nil, err
+	}
+	ring := in.ring.Load()
+	if n := max(cfg.Journey.Keep, 0); ring == nil || ring.Len() != n {
+		ring = journey.NewRing(n)
+		in.ring.Store(ring)
+	}
+	g.handler = &accesslog.Middleware{
+		Next: table, Log: in.opts.AccessLog, ClientIP: ips,
+		Observe: in.metrics.ObserveRequest, Ring: ring,
+		TraceToken: traceToken, ServerTiming: cfg.Journey.ServerTiming,
+	}
 	if g.admin, err = in.adminHandler(cfg); err != nil {
 		g.close()
 		return nil, err

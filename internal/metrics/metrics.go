@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -108,18 +107,18 @@ func (m *Metrics) route(site, route string) *routeMetrics {
 }
 
 // ObserveRequest records one finished request.
-func (m *Metrics) ObserveRequest(rec *journey.Record, status int, bytes int64, d time.Duration) {
+func (m *Metrics) ObserveRequest(rec *journey.Record) {
 	if m == nil {
 		return
 	}
 	rm := m.route(rec.Site, rec.Route)
-	class := status / 100
+	class := rec.Status / 100
 	if class < 1 || class > 5 {
 		class = 0
 	}
 	rm.byClass[class].Inc()
-	rm.duration.Observe(d.Seconds())
-	rm.bytes.Add(float64(bytes))
+	rm.duration.Observe(rec.Duration.Seconds())
+	rm.bytes.Add(float64(rec.Bytes))
 	if rec.UpstreamErr != "" && rec.Upstream != "" {
 		m.upstreamErrs.WithLabelValues(rec.Upstream).Inc()
 	}

@@ -4,6 +4,8 @@
 package placeholder
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -38,15 +40,16 @@ const (
 	header
 	route
 	tlsVersion
+	journeyRec
 )
 
 var names = map[string]kind{
 	"host": host, "client_ip": clientIP, "scheme": scheme, "method": method,
-	"path": path, "query": query, "uri": uri, "route": route, "tls_version": tlsVersion,
+	"path": path, "query": query, "uri": uri, "route": route, "tls_version": tlsVersion, "journey": journeyRec,
 }
 
 // Names lists the placeholders, for error messages.
-const Names = "{host}, {client_ip}, {scheme}, {method}, {path}, {query}, {uri}, {route}, {tls_version}, {header.Name}"
+const Names = "{host}, {client_ip}, {scheme}, {method}, {path}, {query}, {uri}, {route}, {tls_version}, {journey}, {header.Name}"
 
 // Compile parses s. Text in braces that is not a known placeholder is an
 // error, so a typo is caught at config time rather than sent literally.
@@ -138,6 +141,13 @@ func (t *Template) Fill(r *http.Request) string {
 		case tlsVersion:
 			if r.TLS != nil {
 				b.WriteString(tlsterm.VersionName(r.TLS.Version))
+			}
+		case journeyRec:
+			// The journey so far, as base64url JSON, for a backend that
+			// wants to show it (the demo app does).
+			if rec := journey.From(r.Context()); rec != nil {
+				j, _ := json.Marshal(rec.View())
+				b.WriteString(base64.RawURLEncoding.EncodeToString(j))
 			}
 		}
 	}

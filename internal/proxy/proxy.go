@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync"
 
 	"gatehouse/internal/clientip"
@@ -64,6 +65,9 @@ type Handler struct {
 	pool *upstream.Pool
 	opts Options
 	rp   *httputil.ReverseProxy
+	// describe names, for the journey, what the upstream request carries;
+	// made once here rather than per request.
+	describe string
 }
 
 // New returns a Handler sending requests to pool.
@@ -71,7 +75,7 @@ func New(pool *upstream.Pool, o Options) *Handler {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	h := &Handler{pool: pool, opts: o}
+	h := &Handler{pool: pool, opts: o, describe: describe(o)}
 	h.rp = &httputil.ReverseProxy{
 		Rewrite:      h.rewrite,
 		Transport:    pool,
@@ -92,6 +96,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
 	rec := journey.From(in.Context())
+	if rec != nil {
+		rec.ProxyHeaders = h.describe
+	}
 	peer := clientip.Peer(in).Addr()
 	client := peer
 	if rec != nil && rec.Client.IsValid() {
@@ -125,6 +132,29 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		out.Host = h.opts.HostName
 	}
 	applyHeaders(out.Header, h.opts.Headers, in)
+}
+
+func describe(o Options) string {
+	var b strings.Builder
+	switch o.Host {
+	case HostOriginal:
+		b.WriteString("Host as sent by the client")
+	case HostUpstream:
+		b.WriteString("Host of the upstream")
+	case HostLiteral:
+		b.WriteString("Host " + o.HostName)
+	}
+	b.WriteString(", X-Real-IP, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host")
+	for _, s := range o.Headers.Set {
+		b.WriteString(", " + s.Name)
+	}
+	for _, a := range o.Headers.Add {
+		b.WriteString(", +" + a.Name)
+	}
+	for _, r := range o.Headers.Remove {
+		b.WriteString(", -" + r)
+	}
+	return b.String()
 }
 
 func (h *Handler) modifyResponse(resp *http.Response) error {

@@ -37,6 +37,7 @@ type Options struct {
 // Host is one upstream.
 type Host struct {
 	URL      *url.URL // as configured
+	name     string   // URL as a string, made once
 	scheme   string   // http or https on the wire (h2c is http)
 	prefix   string   // path prefix from the URL, without trailing slash
 	rt       http.RoundTripper
@@ -79,7 +80,7 @@ func New(urls []string, o Options) (*Pool, error) {
 		if err != nil {
 			return nil, err
 		}
-		h := &Host{URL: u, scheme: u.Scheme, prefix: strings.TrimSuffix(u.Path, "/")}
+		h := &Host{URL: u, name: raw, scheme: u.Scheme, prefix: strings.TrimSuffix(u.Path, "/")}
 		if u.Scheme == "h2c" {
 			h.scheme = "http"
 		}
@@ -142,7 +143,7 @@ func (p *Pool) Status() []HostStatus {
 	out := make([]HostStatus, len(p.Hosts))
 	for i, h := range p.Hosts {
 		d := h.downTill.Load()
-		out[i] = HostStatus{URL: h.URL.String(), InFlight: h.inflight.Load(), Down: d != 0 && d > now}
+		out[i] = HostStatus{URL: h.name, InFlight: h.inflight.Load(), Down: d != 0 && d > now}
 	}
 	return out
 }
@@ -166,7 +167,8 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	for {
 		h := p.pick(req, rec)
 		if rec != nil {
-			rec.Upstream = h.URL.String()
+			rec.Upstream = h.name
+			rec.Tries++
 		}
 		req.URL.Scheme = h.scheme
 		req.URL.Host = h.URL.Host
@@ -184,21 +186,26 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			rec.UpstreamTime = time.Since(start)
 		}
 		if err == nil {
-			h.downTill.Store(0)
+			if h.downTill.Load() != 0 {
+				h.downTill.Store(0)
+			}
+			if rec != nil {
+				rec.UpstreamStatus = resp.StatusCode
+			}
 			return resp, nil
 		}
 		tried++
 		if !isDialError(err) {
-			return nil, &Error{Upstream: h.URL.String(), Err: err}
+			return nil, &Error{Upstream: h.name, Err: err}
 		}
 		h.downTill.Store(time.Now().Add(failTimeout).UnixNano())
 		if tried >= len(p.Hosts) || !replayable(req) {
-			return nil, &Error{Upstream: h.URL.String(), Err: err}
+			return nil, &Error{Upstream: h.name, Err: err}
 		}
 		if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
 			body, gerr := req.GetBody()
 			if gerr != nil {
-				return nil, &Error{Upstream: h.URL.String(), Err: err}
+				return nil, &Error{Upstream: h.name, Err: err}
 			}
 			req.Body = body
 		}
