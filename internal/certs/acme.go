@@ -223,6 +223,7 @@ func (m *Manager) newGen(ap *acmePolicy, ports Ports) *acmeGen {
 			KeySource:          certmagic.StandardKeyGenerator{KeyType: ap.keyType},
 			Storage:            m.storage,
 			OnEvent:            m.onEvent,
+			ShouldEmitFunc:     emitted,
 			OnDemand:           od,
 			Logger:             m.zl,
 		})
@@ -305,10 +306,10 @@ func (m *Manager) configForCert(cert certmagic.Certificate) (*certmagic.Config, 
 
 // acmeCertificate returns the ACME certificate for the handshake, obtaining
 // one on demand when the policy allows; nil when there is none (yet).
-func (m *Manager) acmeCertificate(hello *tls.ClientHelloInfo, name string) *tls.Certificate {
+func (m *Manager) acmeCertificate(hello *tls.ClientHelloInfo, name string, configured bool) *tls.Certificate {
 	gen := m.acme.Load()
-	if gen == nil {
-		return nil
+	if gen == nil || (!configured && gen.demand == nil) {
+		return nil // spare certmagic's cache-miss path for names it cannot serve
 	}
 	if c, err := gen.http.GetCertificate(hello); err == nil {
 		return c
@@ -349,6 +350,10 @@ func (m *Manager) HTTPChallenge() http.Handler {
 		http.NotFound(w, r)
 	})
 }
+
+// emitted names the events onEvent handles; certmagic skips building the
+// others, one of which it would build on every handshake.
+func emitted(event string) bool { return event == "cert_obtained" || event == "cert_failed" }
 
 // onEvent records outcomes for `gatehouse certs` and logs failures in the
 // CA's own words with a hint in plain ones.

@@ -47,7 +47,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func parseConfig(t *testing.T, text string) *config.Config {
+func parseConfig(t testing.TB, text string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse("gatehouse.yaml", []byte(text))
 	if err != nil {
@@ -58,7 +58,7 @@ func parseConfig(t *testing.T, text string) *config.Config {
 
 // startEdge runs cfgText (with %s replaced by the Pebble settings) against
 // pebble, keeping ACME state in dataDir.
-func startEdge(t *testing.T, p *pebbletest.Server, dataDir string, dns TXTPublisher, cfgText string) *edge {
+func startEdge(t testing.TB, p *pebbletest.Server, dataDir string, dns TXTPublisher, cfgText string) *edge {
 	t.Helper()
 	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -155,7 +155,7 @@ func (e *edge) peek(t *testing.T, name string) *x509.Certificate {
 
 // waitVerified waits until the edge serves a certificate for name that
 // roots verify, and returns it.
-func (e *edge) waitVerified(t *testing.T, name string, roots *x509.CertPool, within time.Duration) *x509.Certificate {
+func (e *edge) waitVerified(t testing.TB, name string, roots *x509.CertPool, within time.Duration) *x509.Certificate {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	var err error

@@ -220,7 +220,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	e, ok := m.lookup(name)
 	if !ok {
 		if name != "" {
-			if c := m.acmeCertificate(hello, name); c != nil {
+			if c := m.acmeCertificate(hello, name, false); c != nil {
 				return c, nil
 			}
 		}
@@ -232,7 +232,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	case Internal:
 		return m.internalLeaf(name)
 	case ACME:
-		if c := m.acmeCertificate(hello, name); c != nil {
+		if c := m.acmeCertificate(hello, name, true); c != nil {
 			return c, nil
 		}
 		return m.internalLeaf(name)

@@ -54,6 +54,11 @@ func readStatus(path string) statusData {
 	if d.Names == nil {
 		d.Names = map[string]*nameStatus{}
 	}
+	for n, s := range d.Names {
+		if s == nil {
+			delete(d.Names, n)
+		}
+	}
 	return d
 }
 
