@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/libdns/libdns"
-	"github.com/miekg/dns"
 	"github.com/mholt/acmez/v3/acme"
+	"github.com/miekg/dns"
 
 	"gatehouse/internal/certs/pebbletest"
 )

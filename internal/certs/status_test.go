@@ -107,8 +107,8 @@ func TestInventoryReadsStorage(t *testing.T) {
 // never panic.
 func FuzzInventory(f *testing.F) {
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), []byte(`{"issuer_data":{"renewal_info":{}}}`), []byte(`{"names":{"a":{}}}`)) // a PEM block that is not DER
-	f.Add([]byte(""), []byte("{"), []byte("null"))                                                                                                            // empty and truncated JSON
-	f.Add([]byte("not pem"), []byte(`{"issuer_data":{"renewal_info":{"_selectedTime":"yesterday"}}}`), []byte(`{"window":7,"names":{"x":null}}`))           // bad time, window out of range, null entry
+	f.Add([]byte(""), []byte("{"), []byte("null"))                                                                                                               // empty and truncated JSON
+	f.Add([]byte("not pem"), []byte(`{"issuer_data":{"renewal_info":{"_selectedTime":"yesterday"}}}`), []byte(`{"window":7,"names":{"x":null}}`))                // bad time, window out of range, null entry
 	f.Fuzz(func(t *testing.T, crt, meta, status []byte) {
 		dir := t.TempDir()
 		writeStore(t, dir, crt, meta, status)
