@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -70,17 +71,46 @@ func Start(t testing.TB, cfgText string) *Gatehouse {
 	return StartConfig(t, cfg)
 }
 
+// StartDefault runs the embedded default on free loopback ports.
+func StartDefault(t testing.TB) *Gatehouse {
+	return StartConfig(t, config.Default())
+}
+
 // StartConfig runs an already parsed config.
 func StartConfig(t testing.TB, cfg *config.Config) *Gatehouse {
 	t.Helper()
-	if len(cfg.Listen.HTTP) == 1 && cfg.Listen.HTTP[0] == ":80" {
-		cfg.Listen.HTTP = []string{"127.0.0.1:0"}
-	}
-	if len(cfg.Listen.HTTPS) == 1 && cfg.Listen.HTTPS[0] == ":443" {
-		cfg.Listen.HTTPS = []string{"127.0.0.1:0"}
+	for _, addrs := range [][]string{cfg.Listen.HTTP, cfg.Listen.HTTPS} {
+		for i, a := range addrs {
+			// Fixed ports (:80, the default's 8443…) become free ones.
+			if host, port, _ := net.SplitHostPort(a); port != "0" {
+				if host == "" {
+					host = "127.0.0.1"
+				}
+				addrs[i] = net.JoinHostPort(host, "0")
+			}
+		}
 	}
 	if cfg.Demo != "" {
-		cfg.Demo = "127.0.0.1:0"
+		// The demo app gets a free port, and routes to it follow.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		free := l.Addr().String()
+		l.Close()
+		for i := range cfg.Sites {
+			for _, r := range cfg.Sites[i].Routes {
+				if r.Proxy != nil {
+					for j, to := range r.Proxy.To {
+						r.Proxy.To[j] = strings.ReplaceAll(to, cfg.Demo, free)
+					}
+				}
+			}
+		}
+		cfg.Demo = free
+	}
+	if cfg.Admin.Listen != "" {
+		cfg.Admin.Listen = "127.0.0.1:0"
 	}
 	logs := &SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
