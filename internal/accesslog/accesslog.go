@@ -86,7 +86,7 @@ func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func noteTLS(rec *journey.Record, cs *tls.ConnectionState) {
 	rec.TLS = tlsterm.VersionName(cs.Version)
-	rec.TLSCipher = tls.CipherSuiteName(cs.CipherSuite)
+	rec.TLSCipher = tlsterm.CipherName(cs.CipherSuite)
 	rec.ALPN = cs.NegotiatedProtocol
 	rec.SNI = cs.ServerName
 }

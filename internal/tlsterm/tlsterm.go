@@ -40,3 +40,21 @@ func VersionName(v uint16) string {
 	}
 	return ""
 }
+
+// cipherNames is built once: tls.CipherSuiteName builds its lists on every
+// call, which the request path cannot afford.
+var cipherNames = func() map[uint16]string {
+	m := map[uint16]string{}
+	for _, c := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		m[c.ID] = c.Name
+	}
+	return m
+}()
+
+// CipherName names a cipher suite without allocating.
+func CipherName(id uint16) string {
+	if n, ok := cipherNames[id]; ok {
+		return n
+	}
+	return ""
+}
