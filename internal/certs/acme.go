@@ -387,12 +387,18 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 }
 
 // FailureHint explains an ACME failure in plain words, or returns "".
+// Problems the CA sent (urn:ietf:params:acme:error:…) are about what the CA
+// saw; bare network errors are gatehouse failing to reach the CA.
 func FailureHint(msg string) string {
+	const unreachable = "the CA could not reach this server to check the challenge: make sure ports 80 and 443 are open to the internet (firewall, cloud security group, router port forwarding) and that the name's DNS points here"
+	fromCA := strings.Contains(msg, "urn:ietf:params:acme:error:")
+	netErr := strings.Contains(msg, "connection refused") || strings.Contains(msg, "timeout") ||
+		strings.Contains(msg, "Timeout") || strings.Contains(msg, "no route to host")
 	switch {
 	case strings.Contains(msg, "urn:ietf:params:acme:error:connection"),
 		strings.Contains(msg, "urn:ietf:params:acme:error:incorrectResponse"),
 		strings.Contains(msg, "urn:ietf:params:acme:error:tls"):
-		return "the CA could not reach this server to check the challenge: make sure ports 80 and 443 are open to the internet (firewall, cloud security group, router port forwarding) and that the name's DNS points here"
+		return unreachable
 	case strings.Contains(msg, "urn:ietf:params:acme:error:dns"):
 		return "the CA could not look the name up in DNS: check that the name resolves publicly, or for dns-01 that the zone is delegated to this server"
 	case strings.Contains(msg, "urn:ietf:params:acme:error:unauthorized"):
@@ -401,8 +407,9 @@ func FailureHint(msg string) string {
 		return "the CA's rate limit was reached: gatehouse retries later on its own"
 	case strings.Contains(msg, "urn:ietf:params:acme:error:externalAccountRequired"):
 		return "this CA needs External Account Binding: set tls.acme.eab with the key_id and mac_key the CA gave you"
-	case strings.Contains(msg, "connection refused"), strings.Contains(msg, "no such host"),
-		strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "certificate signed by unknown authority"):
+	case fromCA && netErr:
+		return unreachable
+	case !fromCA && (netErr || strings.Contains(msg, "no such host") || strings.Contains(msg, "certificate signed by unknown authority")):
 		return "gatehouse could not talk to the CA's API: check tls.acme.ca, outbound network access, and tls.acme.ca_root for a private CA"
 	}
 	return ""

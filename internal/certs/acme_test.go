@@ -279,6 +279,11 @@ func TestACMEStorageAndRestart(t *testing.T) {
 	if !strings.Contains(out.String(), "keep.example.com") || !strings.Contains(out.String(), "Pebble Intermediate") {
 		t.Errorf("certs listing lacks the certificate:\n%s", out.String())
 	}
+	// Pebble offers ARI: the next renewal is the CA's choice, inside the
+	// certificate's life.
+	if c := infos[0]; !c.RenewalFromARI || !c.NextRenewal.After(first.NotBefore) || !c.NextRenewal.Before(first.NotAfter) {
+		t.Errorf("next renewal %v (ARI %v), want an ARI time within %v – %v", c.NextRenewal, c.RenewalFromARI, first.NotBefore, first.NotAfter)
+	}
 }
 
 // TestACMERenewalAndOutage renews a short-lived certificate while requests

@@ -111,3 +111,23 @@ func TestNameLimiterIsBounded(t *testing.T) {
 		t.Fatalf("limiter holds %d names, want at most %d", n, maxLimited)
 	}
 }
+
+func TestFailureHint(t *testing.T) {
+	cases := []struct{ msg, want string }{
+		{`HTTP 400 urn:ietf:params:acme:error:connection - Timeout during connect (likely firewall problem)`, "ports 80 and 443"},
+		{`HTTP 400 urn:ietf:params:acme:error:malformed - Error occurred while resolving URL "a.example.com": "dial tcp 127.0.0.1:53: connect: connection refused"`, "ports 80 and 443"},
+		{`HTTP 403 urn:ietf:params:acme:error:unauthorized - Invalid response from http://a.example.com/.well-known/acme-challenge/x: 404`, "different answer"},
+		{`HTTP 400 urn:ietf:params:acme:error:dns - DNS problem: NXDOMAIN looking up A for a.example.com`, "look the name up"},
+		{`HTTP 429 urn:ietf:params:acme:error:rateLimited - too many certificates`, "rate limit"},
+		{`HTTP 400 urn:ietf:params:acme:error:externalAccountRequired - EAB required`, "External Account Binding"},
+		{`Get "https://acme.example.org/dir": dial tcp 192.0.2.1:443: connect: connection refused`, "talk to the CA's API"},
+		{`Get "https://acme.example.org/dir": tls: failed to verify certificate: x509: certificate signed by unknown authority`, "ca_root"},
+		{`HTTP 500 urn:ietf:params:acme:error:serverInternal - oops`, ""},
+	}
+	for _, tc := range cases {
+		got := FailureHint(tc.msg)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("FailureHint(%q) = %q, want one mentioning %q", tc.msg, got, tc.want)
+		}
+	}
+}
