@@ -409,6 +409,10 @@ func (c *conv) upstream(d *Directive) {
 		switch s.Name {
 		case "server":
 			addr := s.Arg(0)
+			if len(s.Args) == 0 {
+				c.note(&c.top, s, false, "not carried over: server needs an address")
+				continue
+			}
 			if strings.HasPrefix(addr, "unix:") {
 				c.note(&c.top, s, false, "not carried over: gatehouse proxies to TCP addresses, not unix sockets")
 				continue
@@ -969,6 +973,10 @@ func (c *conv) addListen(set *[]*listenAddrSrc, addr string, p Pos) {
 }
 
 func (c *conv) listen(d *Directive, s *srv) {
+	if len(d.Args) == 0 {
+		c.note(&s.notes, d, false, "not carried over: listen needs an address or port")
+		return
+	}
 	addr, err := listenAddr(d.Arg(0))
 	if err != nil {
 		c.note(&s.notes, d, false, "not carried over: %v", err)

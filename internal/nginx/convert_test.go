@@ -117,3 +117,26 @@ func TestConvertSeedRoutes(t *testing.T) {
 		t.Errorf("listen = %s, want %s", got, want)
 	}
 }
+
+func BenchmarkParse(b *testing.B) {
+	src, err := os.ReadFile("testdata/api/api.conf")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(src)))
+	for b.Loop() {
+		if _, err := ParseBytes("api.conf", src); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkConvert(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := Convert("testdata/api/api.conf", Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
