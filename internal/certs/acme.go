@@ -49,6 +49,7 @@ type acmePolicy struct {
 	dnsNames  []string // validated by dns-01 through gatehouse's DNS
 	onDemand  *onDemandPolicy
 	zoneFor   func(string) string
+	key       string // what obtain jobs depend on; they restart when it changes
 }
 
 // compileACME reads tls.acme; it fails on files it cannot read, so a bad
@@ -109,6 +110,11 @@ func (m *Manager) compileACME(cfg *config.Config, errs *config.ErrorList) *acmeP
 			}
 		}
 	}
+	eab := ""
+	if a.EAB != nil {
+		eab = a.EAB.KeyID + ":" + a.EAB.MACKey
+	}
+	ap.key = fmt.Sprintf("%s|%s|%s|%s|%s|%v|%v|%q|%q", a.CA, a.Email, eab, a.CARoot, ap.keyType, ap.http, ap.tlsalpn, ap.httpNames, ap.dnsNames)
 	if a.OnDemand != nil {
 		od, err := newOnDemandPolicy(cfg, m.limiter(a.OnDemand.Interval.D()))
 		if err != nil {
@@ -167,6 +173,10 @@ func (m *Manager) Manage(ports Ports) error {
 	if ap == nil || m.DataDir == "" {
 		m.unmanage(nil)
 		m.acme.Store(nil)
+		if m.cancel != nil {
+			m.cancel()
+		}
+		m.jobsKey = ""
 		return nil
 	}
 	if err := m.startACME(ap); err != nil {
@@ -176,6 +186,20 @@ func (m *Manager) Manage(ports Ports) error {
 	m.acme.Store(gen)
 	m.unmanage(gen.exact)
 	m.status.setWindow(ap.window)
+
+	// Obtain jobs capture the config they started with and retry for
+	// days; so they are started again only when what they depend on
+	// changed, and the old ones are cancelled. Names already in the cache
+	// return at once.
+	key := fmt.Sprintf("%s|%+v|%v", ap.key, ports, m.DNS != nil)
+	if key == m.jobsKey {
+		return nil
+	}
+	m.jobsKey = key
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
 	if len(ap.httpNames) > 0 {
 		if err := gen.http.ManageAsync(m.ctx, ap.httpNames); err != nil {
 			return fmt.Errorf("managing certificates: %w", err)
@@ -203,7 +227,6 @@ func (m *Manager) startACME(ap *acmePolicy) error {
 	m.zl = zapLogger(m.log())
 	m.storage = &certmagic.FileStorage{Path: dir}
 	m.status = openStatus(dir)
-	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   m.configForCert,
 		RenewCheckInterval: ap.checkInterval,
@@ -424,8 +447,10 @@ func (m *Manager) Stop() {
 		return
 	}
 	m.stopped = true
-	if m.cache != nil {
+	if m.cancel != nil {
 		m.cancel()
+	}
+	if m.cache != nil {
 		m.cache.Stop()
 	}
 }

@@ -93,8 +93,9 @@ type Manager struct {
 	storage *certmagic.FileStorage
 	status  *statusBook
 	zl      *zap.Logger
-	ctx     context.Context
-	cancel  context.CancelFunc
+	ctx     context.Context    // obtain jobs run under it
+	cancel  context.CancelFunc // cancels them
+	jobsKey string
 	managed map[string]bool
 }
 
