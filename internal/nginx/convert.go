@@ -270,7 +270,7 @@ func (c *conv) common(d *Directive, sc *scope, notes *[]string, depth int) bool 
 		name == "ssl_conf_command", name == "ssl_buffer_size", name == "ssl_ecdh_curves":
 		c.note(notes, d, true, msgTLS)
 	case name == "ssl_stapling", name == "ssl_stapling_verify", name == "ssl_trusted_certificate":
-		c.note(notes, d, true, "covered: gatehouse staples OCSP responses when the CA offers them")
+		c.note(notes, d, false, "not carried over: OCSP stapling is left to gatehouse's certificate manager")
 	case name == "http2":
 		c.note(notes, d, true, "covered: gatehouse serves HTTP/2 on every HTTPS listener")
 	case name == "http3", name == "quic_retry", name == "ssl_early_data":
