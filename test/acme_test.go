@@ -270,3 +270,34 @@ sites:
 		})
 	}
 }
+
+// TestACMEOnDemandThroughInstance serves names under a wildcard site with
+// certificates obtained during their first handshake, as the default
+// policy allows, and never for names outside every site and zone.
+func TestACMEOnDemandThroughInstance(t *testing.T) {
+	p := pebbletest.Start(t, 0)
+	dns := pebbletest.StartDNS(t)
+	in, logs := acmeEdge(t, fmt.Sprintf(`
+listen: {http: ["127.0.0.1:0"], https: ["127.0.0.1:0"]}
+tls:
+  acme: {ca: %s, ca_root: %s, on_demand: {}}
+sites:
+  - hosts: ["*.tenants.example.com"]
+    routes: [{path: /, respond: {status: 200, body: tenant}}]
+`, p.Directory, p.APIRootFile), t.TempDir(), nil)
+	p.Target(addrPort(in.HTTPAddrs()[0]), addrPort(in.HTTPSAddrs()[0]), dns.Addr)
+	c := httpsClient(in.HTTPSAddrs()[0].String(), p.Roots)
+	port := fmt.Sprint(addrPort(in.HTTPSAddrs()[0]))
+
+	body, leaf := waitGet(t, c, "https://blue.tenants.example.com:"+port+"/", 30*time.Second, logs)
+	if body != "tenant" || !containsName(leaf.DNSNames, "blue.tenants.example.com") {
+		t.Errorf("got %q from a certificate for %v", body, leaf.DNSNames)
+	}
+	orders := p.Orders.Load()
+	if _, err := c.Get("https://stranger.example.net:" + port + "/"); err == nil {
+		t.Error("a name outside every site got a certificate Pebble's root verifies")
+	}
+	if n := p.Orders.Load() - orders; n != 0 {
+		t.Errorf("a refused name caused %d orders", n)
+	}
+}
