@@ -80,7 +80,10 @@ func (m *Manager) compileACME(cfg *config.Config, errs *config.ErrorList) *acmeP
 	}
 	if a.CARoot != "" {
 		pem, err := os.ReadFile(a.CARoot)
-		pool := x509.NewCertPool()
+		pool, perr := x509.SystemCertPool() // ca_root adds to the system roots
+		if perr != nil {
+			pool = x509.NewCertPool()
+		}
 		if err == nil && !pool.AppendCertsFromPEM(pem) {
 			err = errors.New("no PEM certificate in it")
 		}
