@@ -344,6 +344,11 @@ func (m *Manager) acmeCertificate(hello *tls.ClientHelloInfo, name string, confi
 		return nil
 	}
 	c, err := gen.demand.GetCertificate(hello)
+	if errors.Is(err, errRefused) {
+		// Debug: scanners send made-up names all day.
+		m.log().Debug("no on-demand certificate", "server_name", name, "error", err)
+		return nil
+	}
 	if err != nil {
 		m.log().Warn("no on-demand certificate", "server_name", name, "error", err)
 		return nil

@@ -75,7 +75,7 @@ func startEdge(t testing.TB, p *pebbletest.Server, dataDir string, dns TXTPublis
 	logs := &lockedBuffer{}
 	m := NewManager(ca)
 	m.DataDir, m.DNS = dataDir, dns
-	m.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	m.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := parseConfig(t, fmt.Sprintf(cfgText, fmt.Sprintf("ca: %s\n    ca_root: %s\n    email: ops@example.com", p.Directory, p.APIRootFile)))
 	pol, err := m.Compile(cfg)
 	if err != nil {

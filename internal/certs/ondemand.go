@@ -2,6 +2,7 @@ package certs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -102,21 +103,24 @@ func newOnDemandPolicy(cfg *config.Config, limit *nameLimiter) (*onDemandPolicy,
 	return p, nil
 }
 
+// errRefused marks names the policy does not allow.
+var errRefused = errors.New("on-demand certificate refused")
+
 // decide returns nil when name may get a certificate now, else why not.
 // It is certmagic's OnDemandConfig.DecisionFunc.
 func (p *onDemandPolicy) decide(ctx context.Context, name string) error {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	if !config.IsPublicName(name) {
-		return fmt.Errorf("on-demand certificate refused for %q: no public CA issues for it", name)
+		return fmt.Errorf("%w for %q: no public CA issues for it", errRefused, name)
 	}
 	if ok, err := p.allows(ctx, name); !ok {
 		if err != nil {
-			return fmt.Errorf("on-demand certificate refused for %q: %w", name, err)
+			return fmt.Errorf("%w for %q: %w", errRefused, name, err)
 		}
-		return fmt.Errorf("on-demand certificate refused for %q: not allowed by tls.acme.on_demand", name)
+		return fmt.Errorf("%w for %q: not allowed by tls.acme.on_demand", errRefused, name)
 	}
 	if !p.limit.allow(name) {
-		return fmt.Errorf("on-demand certificate for %q: too many attempts, next one allowed after %s", name, p.limit.every)
+		return fmt.Errorf("%w for %q: too many attempts, next one allowed after %s", errRefused, name, p.limit.every)
 	}
 	return nil
 }
