@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,6 +171,9 @@ func (e *edge) waitVerified(t testing.TB, name string, roots *x509.CertPool, wit
 	return nil
 }
 
+// runs numbers names that must differ between repeated runs.
+var runs atomic.Int64
+
 const siteConfig = `
 tls:
   acme:
@@ -294,16 +298,19 @@ func TestACMERenewalAndOutage(t *testing.T) {
 	p := pebbletest.Start(t, 10*time.Second)
 	d := pebbletest.StartDNS(t)
 	data := t.TempDir()
+	// certmagic keeps renewal back-off per name for the whole process, so
+	// a repeated run (-count) must not reuse the name an outage failed.
+	name := fmt.Sprintf("short-%d.example.com", runs.Add(1))
 	renewal := "%s\n    renewal: {window: 0.5, check_interval: 1s}"
-	e := startEdge(t, p, data, nil, fmt.Sprintf(siteConfig, renewal, "", "short.example.com"))
+	e := startEdge(t, p, data, nil, fmt.Sprintf(siteConfig, renewal, "", name))
 	p.Target(port(e.http), port(e.https), d.Addr)
-	first := e.waitVerified(t, "short.example.com", p.Roots, 30*time.Second)
+	first := e.waitVerified(t, name, p.Roots, 30*time.Second)
 
 	c := e.client(p.Roots)
 	var renewed *x509.Certificate
 	deadline := time.Now().Add(20 * time.Second)
 	for n := 0; time.Now().Before(deadline); n++ {
-		resp, err := c.Get("https://short.example.com/")
+		resp, err := c.Get("https://" + name + "/")
 		if err != nil {
 			t.Fatalf("request %d during renewal failed: %v", n, err)
 		}
@@ -329,7 +336,7 @@ func TestACMERenewalAndOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, i := range infos {
-			if i.Source == "acme" && len(i.Names) > 0 && i.Names[0] == "short.example.com" {
+			if i.Source == "acme" && len(i.Names) > 0 && i.Names[0] == name {
 				info = i
 			}
 		}
@@ -340,7 +347,7 @@ func TestACMERenewalAndOutage(t *testing.T) {
 	if !strings.Contains(info.LastError, "connect") && !strings.Contains(info.LastError, "refused") {
 		t.Errorf("last error %q does not say the CA was unreachable", info.LastError)
 	}
-	leaf, err := e.served("short.example.com", p.Roots)
+	leaf, err := e.served(name, p.Roots)
 	if err != nil {
 		t.Fatalf("with the CA down the current certificate must still be served: %v", err)
 	}
