@@ -19,6 +19,7 @@ Usage:
   gatehouse validate -c FILE               check a config and print every problem
   gatehouse reload [-c FILE]               make the running gatehouse read its config again
   gatehouse trace URL [--dns ADDR]         walk a request's journey: DNS, firewall, TCP, TLS, proxy, app
+  gatehouse import nginx FILE [-o OUT]     convert an nginx config (run -c also runs nginx files as they are)
   gatehouse ca [--data DIR]                print the local CA's root certificate (PEM)
   gatehouse certs [--data DIR] [--json]    list certificates: names, issuer, expiry, next renewal, last error
   gatehouse version                        print version and build information
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "run":
 		err = cmdRun(args, stderr)
+	case "import":
+		err = cmdImport(args, stdout, stderr)
 	case "trace":
 		err = cmdTrace(args, stdout, stderr)
 	case "reload":

@@ -24,6 +24,8 @@ import (
 type commonFlags struct {
 	config string
 	data   string
+	// warn receives warnings about the config (nginx conversion).
+	warn io.Writer
 }
 
 func (c *commonFlags) register(flags *flag.FlagSet) {
@@ -44,7 +46,11 @@ func (c *commonFlags) load() (*config.Config, error) {
 	if path == "" {
 		return config.Default(), nil
 	}
-	cfg, err := config.Load(path)
+	warn := c.warn
+	if warn == nil {
+		warn = io.Discard
+	}
+	cfg, err := loadConfigFile(path, warn)
 	if err != nil {
 		return nil, &exitError{code: 2, err: fmt.Errorf("config %s has problems:\n%v", path, err)}
 	}
@@ -106,7 +112,7 @@ func accessLogger(cfg *config.Config, stderr io.Writer) (log *slog.Logger, file 
 func cmdRun(args []string, stderr io.Writer) error {
 	flags := flag.NewFlagSet("run", flag.ContinueOnError)
 	flags.SetOutput(stderr)
-	var cf commonFlags
+	cf := commonFlags{warn: stderr}
 	cf.register(flags)
 	if err := flags.Parse(args); err != nil {
 		return &exitError{code: 2, err: err}
@@ -134,7 +140,15 @@ func cmdRun(args []string, stderr io.Writer) error {
 		defer accessFile.Close()
 	}
 
-	in, err := instance.New(cfg, instance.Options{DataDir: dir, Log: log, AccessLog: access})
+	in, err := instance.New(cfg, instance.Options{
+		DataDir: dir, Log: log, AccessLog: access,
+		Load: func(path string) (*config.Config, error) {
+			if path == config.DefaultName {
+				return config.Default(), nil
+			}
+			return loadConfigFile(path, stderr)
+		},
+	})
 	if err != nil {
 		return err
 	}
@@ -233,7 +247,7 @@ func portSuffix(port, standard string) string {
 func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	flags := flag.NewFlagSet("validate", flag.ContinueOnError)
 	flags.SetOutput(stderr)
-	var cf commonFlags
+	cf := commonFlags{warn: stdout}
 	cf.register(flags)
 	if err := flags.Parse(args); err != nil {
 		return &exitError{code: 2, err: err}

@@ -97,7 +97,11 @@ func (in *Instance) adminHandler(cfg *config.Config) (http.Handler, error) {
 
 // ReloadFile reads the config file in force again and reloads with it.
 func (in *Instance) ReloadFile() error {
-	cfg, err := config.Load(in.Config().File)
+	load := in.opts.Load
+	if load == nil {
+		load = config.Load
+	}
+	cfg, err := load(in.Config().File)
 	if err != nil {
 		in.metrics.Reload(false)
 		in.log.Warn("config refused; the running config is unchanged", "config", in.Config().File, "error", err.Error())

@@ -52,6 +52,9 @@ type Options struct {
 	AccessLog *slog.Logger
 	// Metrics records metrics; nil makes a new registry.
 	Metrics *metrics.Metrics
+	// Load reads the config file again on reload; nil is config.Load. The
+	// command line sets it to also read nginx files.
+	Load func(path string) (*config.Config, error)
 }
 
 // Instance is a running gatehouse.

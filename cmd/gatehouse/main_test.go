@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestMain lets the test binary stand in for the gatehouse binary: with
+// GATEHOUSE_BE_MAIN=1 it runs main, so tests can start real processes and
+// send them signals.
+func TestMain(m *testing.M) {
+	if os.Getenv("GATEHOUSE_BE_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func gatehouse(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "GATEHOUSE_BE_MAIN=1")
+	return cmd
+}
+
+func TestValidateGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name, config string
+		code         int
+	}{
+		{"valid", "sites:\n  - hosts: [example.org]\n    routes: [{path: /, proxy: http://127.0.0.1:5000}]\n", 0},
+		{"invalid", "listen:\n  https: [\":70000\"]\nsites:\n  - hosts: [example.org]\n    routes:\n      - path: /\n        proxi: http://127.0.0.1:5000\n", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "gatehouse.yaml")
+			os.WriteFile(path, []byte(tc.config), 0o644)
+			var out bytes.Buffer
+			code := run([]string{"validate", "-c", path}, &out, &out)
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d", code, tc.code)
+			}
+			got := strings.ReplaceAll(out.String(), dir, "DIR")
+			golden := filepath.Join("testdata", "validate_"+tc.name+".golden")
+			if *update {
+				os.MkdirAll("testdata", 0o755)
+				os.WriteFile(golden, []byte(got), 0o644)
+			}
+			want, _ := os.ReadFile(golden)
+			if got != string(want) {
+				t.Errorf("output differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"frobnicate"}, &out, &out); code != 2 || !strings.Contains(out.String(), "unknown command") {
+		t.Errorf("unknown command: %d %q", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"version"}, &out, &out); code != 0 || !strings.HasPrefix(out.String(), "gatehouse ") {
+		t.Errorf("version: %d %q", code, out.String())
+	}
+}
+
+// TestSIGTERMFinishesInFlight runs gatehouse as a process, sends SIGTERM
+// while a request is in flight, and expects the request to complete and
+// the process to exit 0.
+func TestSIGTERMFinishesInFlight(t *testing.T) {
+	started := make(chan struct{}, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		time.Sleep(700 * time.Millisecond)
+		io.WriteString(w, "finished")
+	}))
+	defer backend.Close()
+	port := freePort(t)
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`
+listen: {http: ["127.0.0.1:%d"], https: ["127.0.0.1:0"]}
+log: {format: text}
+sites:
+  - hosts: [example.org]
+    tls: off
+    routes: [{path: /, proxy: %s}]
+`, port, backend.URL)
+	path := filepath.Join(dir, "gatehouse.yaml")
+	os.WriteFile(path, []byte(cfg), 0o644)
+	cmd := gatehouse("run", "-c", path, "--data", filepath.Join(dir, "data"))
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(stderr)
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), "gatehouse started") {
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+
+	type result struct {
+		body string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
+		req.Host = "example.org"
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{string(b), err}
+	}()
+	select {
+	case <-started:
+	case r := <-done:
+		t.Fatalf("the request did not reach the backend: %q %v", r.body, r.err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request did not reach the backend")
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	r := <-done
+	if r.err != nil || r.body != "finished" {
+		t.Errorf("in-flight request: %q %v", r.body, r.err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v, want 0", err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestWelcome checks what a new user sees on the first run of the embedded
+// default: the URL to open and how to trust the local CA.
+func TestWelcome(t *testing.T) {
+	dir := t.TempDir()
+	cmd := gatehouse("--data", dir)
+	cmd.Dir = dir // no ./gatehouse.yaml there: the embedded default
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var seen strings.Builder
+	lines := bufio.NewScanner(stderr)
+	for lines.Scan() {
+		seen.WriteString(lines.Text() + "\n")
+		if strings.Contains(lines.Text(), "gatehouse started") || strings.Contains(lines.Text(), "gatehouse:") {
+			break
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	out := seen.String()
+	if strings.Contains(out, "address already in use") {
+		t.Skip("the embedded default's ports are taken on this machine: " + out)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`https://localhost:8443/ +\(http://localhost:8080/ redirects here; certificate: internal\)`),
+		regexp.MustCompile(`curl --cacert .*/ca/root\.crt https://localhost:8443/`),
+		regexp.MustCompile(`'gatehouse ca' prints it`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("welcome lacks %s:\n%s", want, out)
+		}
+	}
+}
