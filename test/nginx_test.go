@@ -98,4 +98,3 @@ func splitPort(hostport string) (string, string) {
 	i := strings.LastIndexByte(hostport, ':')
 	return hostport[:i], hostport[i+1:]
 }
-
