@@ -19,6 +19,7 @@ Usage:
   gatehouse validate -c FILE               check a config and print every problem
   gatehouse reload [-c FILE]               make the running gatehouse read its config again
   gatehouse trace URL [--dns ADDR]         walk a request's journey: DNS, firewall, TCP, TLS, proxy, app
+  gatehouse explain [-c FILE] URL [--from ADDR]  what the config does with a request, without running
   gatehouse import nginx FILE [-o OUT]     convert an nginx config (run -c also runs nginx files as they are)
   gatehouse ca [--data DIR]                print the local CA's root certificate (PEM)
   gatehouse certs [--data DIR] [--json]    list certificates: names, issuer, expiry, next renewal, last error
@@ -52,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "run":
 		err = cmdRun(args, stderr)
+	case "explain":
+		err = cmdExplain(args, stdout, stderr)
 	case "import":
 		err = cmdImport(args, stdout, stderr)
 	case "trace":

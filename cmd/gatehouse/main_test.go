@@ -194,3 +194,52 @@ func TestWelcome(t *testing.T) {
 		}
 	}
 }
+
+func TestExplainGolden(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gatehouse.yaml")
+	os.WriteFile(path, []byte(`
+sites:
+  - hosts: [example.org, "*.example.org"]
+    routes:
+      - path: /api
+        proxy:
+          to: [http://127.0.0.1:5000, http://127.0.0.1:5001]
+          headers: {set: {Authorization: "Bearer ${GH_EXPLAIN_SECRET:-s3cret}"}}
+      - {path: /, static: `+dir+`}
+  - hosts: [plain.example.org]
+    tls: off
+    routes: [{path: /, respond: hi}]
+`), 0o644)
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"proxy", []string{"https://example.org/api/users"}, 0},
+		{"redirect", []string{"http://www.example.org/index.html"}, 0},
+		{"plain", []string{"http://plain.example.org/", "--from", "192.0.2.1"}, 0},
+		{"unknown", []string{"https://nobody.example/"}, 1},
+		{"tls_off", []string{"https://plain.example.org/"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			code := run(append([]string{"explain", "-c", path}, tc.args...), &out, &out)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d: %s", code, tc.code, out.String())
+			}
+			got := strings.ReplaceAll(out.String(), dir, "DIR")
+			if strings.Contains(got, "s3cret") {
+				t.Fatalf("explain shows a secret:\n%s", got)
+			}
+			golden := filepath.Join("testdata", "explain_"+tc.name+".golden")
+			if *update {
+				os.WriteFile(golden, []byte(got), 0o644)
+			}
+			want, _ := os.ReadFile(golden)
+			if got != string(want) {
+				t.Errorf("output differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
+			}
+		})
+	}
+}
