@@ -49,7 +49,13 @@ type Middleware struct {
 }
 
 func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rec := &journey.Record{
+	// The record and the writer share one allocation.
+	st := &struct {
+		writer
+		rec journey.Record
+	}{}
+	rec := &st.rec
+	*rec = journey.Record{
 		Start: time.Now(), Peer: clientip.Peer(r),
 		Method: r.Method, Host: r.Host, Path: r.URL.Path,
 	}
@@ -63,7 +69,8 @@ func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		noteTLS(rec, r.TLS)
 	}
-	lw := &writer{ResponseWriter: w, rec: rec, timing: m.ServerTiming}
+	lw := &st.writer
+	*lw = writer{ResponseWriter: w, rec: rec, timing: m.ServerTiming}
 	if v, ok := r.Header[TraceHeader]; ok {
 		// Asked or not, the token never travels further.
 		delete(r.Header, TraceHeader)
