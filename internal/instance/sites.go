@@ -55,7 +55,11 @@ func buildHandler(r *config.Route, ips *clientip.Resolver, log *slog.Logger, g *
 		return h, "proxy", err
 	case r.Static != nil:
 		h, err := static.New(*r.Static)
-		return h, "static", err
+		if err != nil {
+			return nil, "", err
+		}
+		g.closers = append(g.closers, func() { h.Close() })
+		return h, "static", nil
 	case r.Redirect != nil:
 		h, err := respond.NewRedirect(r.Redirect.To, r.Redirect.Status)
 		return h, "redirect", err
