@@ -17,6 +17,7 @@ import (
 	"log"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -32,6 +33,8 @@ type options struct {
 	only     string
 	out      string
 	noProf   bool
+	keep     bool
+	binary   string
 }
 
 func main() {
@@ -52,12 +55,27 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "comma-separated scenario ids to run (default all)")
 	flag.StringVar(&o.out, "out", "", "results folder (default bench/results in the module)")
 	flag.BoolVar(&o.noProf, "no-profile", false, "skip the gatehouse CPU profile")
+	flag.StringVar(&o.binary, "gatehouse", "", "measure this gatehouse binary instead of building ./cmd/gatehouse")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work folder with every server's config and log")
 	flag.Parse()
 	if o.quick {
 		o.rounds, o.duration, o.idle = 1, 2*time.Second, quickIdleConns
 	}
 	o.warmup = time.Second
-	if err := run(o); err != nil {
+	if o.quick {
+		o.warmup = 500 * time.Millisecond
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		log.Print("interrupted: stopping the servers")
+		stopAll()
+		os.Exit(1)
+	}()
+	err := run(o)
+	stopAll()
+	if err != nil {
 		log.Fatal(err)
 	}
 }
@@ -79,7 +97,11 @@ func run(o options) error {
 		return err
 	}
 	os.Chmod(dir, 0o755) // nginx workers run as nobody and read the static files
-	log.Printf("work folder %s", dir)
+	if o.keep {
+		log.Printf("work folder (configs and logs of every server) %s", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -93,7 +115,9 @@ func run(o options) error {
 	}
 	res := &results{Started: time.Now(), Quick: o.quick, Rounds: o.rounds, Duration: o.duration.String()}
 	e.gatehouse = e.path("gatehouse")
-	if err := goBuild(root, e.gatehouse, "./cmd/gatehouse"); err != nil {
+	if o.binary != "" {
+		e.gatehouse = o.binary
+	} else if err := goBuild(root, e.gatehouse, "./cmd/gatehouse"); err != nil {
 		// The peers are still worth measuring; the report says why
 		// gatehouse is missing.
 		log.Print(err)
@@ -131,6 +155,9 @@ func run(o options) error {
 			log.Printf("profile: %v", err)
 			res.Notes = append(res.Notes, "gatehouse profile failed: "+err.Error())
 		}
+	}
+	if r.want("dns") {
+		r.dns(root)
 	}
 	res.Finished = time.Now()
 	return res.write(o.out)

@@ -34,7 +34,7 @@ const (
 	serverCPU         = 1 // the server under test
 	loadCPU           = 0 // load generator, backend, idle client
 	nginxWorkerConns  = 19000
-	haproxyMaxConn    = 9990 // the most fileLimit allows: HAProxy reserves 2 fds per connection
+	haproxyMaxConn    = 9990  // the most fileLimit allows: HAProxy reserves 2 fds per connection
 	fileLimit         = 20000 // the hard limit here; HAProxy would ask for 2×maxconn
 	staticSmall       = "1k.bin"
 	staticLarge       = "1m.bin"

@@ -7,9 +7,23 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
+
+// running holds every process started and not yet exited, so an
+// interrupted bench stops them all (each has its own process group and
+// does not get the terminal's Ctrl-C).
+var running sync.Map // *proc → struct{}
+
+// stopAll stops every process the bench started that still runs.
+func stopAll() {
+	running.Range(func(k, _ any) bool {
+		k.(*proc).stop()
+		return true
+	})
+}
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat; it
 // is 100 on every Linux this runs on.
@@ -43,7 +57,8 @@ func start(name string, cpu int, env []string, logFile string, argv ...string) (
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logFile}
-	go func() { cmd.Wait(); f.Close(); close(p.done) }()
+	running.Store(p, struct{}{})
+	go func() { cmd.Wait(); f.Close(); running.Delete(p); close(p.done) }()
 	return p, nil
 }
 

@@ -47,6 +47,7 @@ type results struct {
 	Checks            map[string]string
 	Notes             []string
 	Profile           string `json:"-"`
+	DNS               string // folder of the DNS scenario's results, when it ran
 }
 
 func (r *results) scenario(id, title, unit string) {
@@ -267,6 +268,9 @@ func (r *results) write(dir string) error {
 		if err := os.WriteFile(filepath.Join(dir, "profile.md"), []byte(prof), 0o644); err != nil {
 			return err
 		}
+	}
+	if r.DNS != "" {
+		fmt.Fprintf(&b, "\nDNS (authoritative, dnsperf): see [%s](%s).\n", r.DNS, r.DNS)
 	}
 	b.WriteString("\nChart: [chart.svg](chart.svg). Raw samples: [results.json](results.json).\n")
 	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(b.String()), 0o644); err != nil {
