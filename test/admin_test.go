@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -151,6 +152,8 @@ func TestMetrics(t *testing.T) {
 				total += m.Counter.GetValue()
 			case m.Histogram != nil:
 				total += float64(m.Histogram.GetSampleCount())
+			case m.Gauge != nil:
+				total += m.Gauge.GetValue()
 			}
 		}
 		return total
@@ -163,5 +166,15 @@ func TestMetrics(t *testing.T) {
 	}
 	if got := sum("gatehouse_tls_handshakes_total", map[string]string{"result": "ok"}); got < 1 {
 		t.Errorf("tls handshakes ok = %v", got)
+	}
+	if got := sum("gatehouse_certificate_expiry_timestamp_seconds", map[string]string{"source": "internal"}); got < float64(time.Now().Unix()) {
+		t.Errorf("certificate expiry = %v, want the local root's expiry", got)
+	}
+	// A refused config counts as a failed reload.
+	adminDo(t, g, "POST", "/load", "tok", nil, "sites: [{hosts: []}]")
+	_, body = adminDo(t, g, "GET", "/metrics", "tok", nil, "")
+	families, _ = parser.TextToMetricFamilies(strings.NewReader(body))
+	if got := sum("gatehouse_config_reloads_total", map[string]string{"result": "failed"}); got != 1 {
+		t.Errorf("failed reloads = %v, want 1", got)
 	}
 }

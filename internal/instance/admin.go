@@ -141,10 +141,16 @@ func (in *Instance) Status() map[string]any {
 		}
 		sites = append(sites, map[string]any{"hosts": s.Hosts, "tls": in.certsSource(s), "routes": routes})
 	}
+	certInfo, err := in.certs.Status()
+	var certStatus any = certInfo
+	if err != nil {
+		certStatus = map[string]string{"error": err.Error()}
+	}
 	return map[string]any{
-		"config":    g.cfg.File,
-		"listeners": ls,
-		"sites":     sites,
-		"upstreams": g.upstreams(),
+		"config":       g.cfg.File,
+		"certificates": certStatus,
+		"listeners":    ls,
+		"sites":        sites,
+		"upstreams":    g.upstreams(),
 	}
 }
