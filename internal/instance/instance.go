@@ -68,6 +68,8 @@ type Instance struct {
 	// ring keeps recent journeys across reloads, replaced only when the
 	// configured size changes.
 	ring atomic.Pointer[journey.Ring]
+	// transports pool upstream connections across routes and reloads.
+	transports *upstream.Transports
 
 	// mu serialises Start, Reload and Shutdown.
 	mu        sync.Mutex
@@ -99,7 +101,7 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 	}
 	in := &Instance{
 		opts: opts, log: opts.Log, certs: certs.NewManager(ca), metrics: opts.Metrics,
-		listeners: map[listenerKey]*listener{},
+		listeners: map[listenerKey]*listener{}, transports: upstream.NewTransports(),
 	}
 	in.setupCerts()
 	g, err := in.compile(cfg, configuredPort(cfg.Listen.HTTPS))
@@ -123,7 +125,9 @@ type generation struct {
 	admin   http.Handler // nil when the admin API is off
 	certs   *certs.Policy
 	pools   []*upstream.Pool
-	closers []func()
+	// transports are the instance's, shared by every generation.
+	transports *upstream.Transports
+	closers    []func()
 }
 
 func (g *generation) close() {
@@ -145,7 +149,7 @@ func (in *Instance) compile(cfg *config.Config, httpsPort int) (*generation, err
 		trusted = append(trusted, p)
 	}
 	ips := clientip.New(trusted)
-	g := &generation{cfg: cfg, certs: pol}
+	g := &generation{cfg: cfg, certs: pol, transports: in.transports}
 	sites, err := buildSites(cfg, ips, in.log, g)
 	if err != nil {
 		g.close()

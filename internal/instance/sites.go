@@ -77,11 +77,11 @@ func buildProxy(p *config.Proxy, ips *clientip.Resolver, log *slog.Logger, g *ge
 		IdleTimeout:   p.IdleTimeout.D(),
 		MaxIdle:       p.MaxIdle,
 		CAFile:        p.CA,
+		Transports:    g.transports,
 	})
 	if err != nil {
 		return nil, err
 	}
-	g.closers = append(g.closers, pool.Close)
 	g.pools = append(g.pools, pool)
 	o := proxy.Options{ClientIP: ips, Log: log}
 	switch p.Host {

@@ -6,6 +6,7 @@
 package upstream
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +34,8 @@ type Options struct {
 	MaxIdle       int
 	// CAFile verifies https:// upstreams instead of the system roots.
 	CAFile string
+	// Transports, when set, shares connection pools with other pools.
+	Transports *Transports
 }
 
 // Host is one upstream.
@@ -63,18 +67,10 @@ const failTimeout = 10 * time.Second
 // New builds a pool for the upstream URLs.
 func New(urls []string, o Options) (*Pool, error) {
 	p := &Pool{policy: o.Policy, seed: maphash.MakeSeed()}
-	var roots *x509.CertPool
-	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading upstream CA: %w", err)
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("upstream CA %s holds no PEM certificate", o.CAFile)
-		}
+	ts := o.Transports
+	if ts == nil {
+		ts = NewTransports()
 	}
-	transports := map[string]*http.Transport{}
 	for _, raw := range urls {
 		u, err := url.Parse(raw)
 		if err != nil {
@@ -91,15 +87,64 @@ func New(urls []string, o Options) (*Pool, error) {
 			}
 			u.Host = net.JoinHostPort(u.Hostname(), port)
 		}
-		t, ok := transports[u.Scheme]
-		if !ok {
-			t = newTransport(u.Scheme, o, roots)
-			transports[u.Scheme] = t
+		if h.rt, err = ts.get(u.Scheme, o); err != nil {
+			return nil, err
 		}
-		h.rt = t
 		p.Hosts = append(p.Hosts, h)
 	}
 	return p, nil
+}
+
+// Transports shares connection pools between every route and every config
+// generation that reach upstreams the same way: ten thousand sites proxying
+// to one backend keep one pool of connections to it, and a reload keeps the
+// warm ones. It lives as long as the instance.
+type Transports struct {
+	mu sync.Mutex
+	m  map[transportKey]*http.Transport
+}
+
+type transportKey struct {
+	scheme             string
+	dial, header, idle time.Duration
+	maxIdle            int
+	caSum              [32]byte
+}
+
+// NewTransports returns an empty set of shared transports.
+func NewTransports() *Transports { return &Transports{m: map[transportKey]*http.Transport{}} }
+
+func (ts *Transports) get(scheme string, o Options) (*http.Transport, error) {
+	k := transportKey{scheme: scheme, dial: o.DialTimeout, header: o.HeaderTimeout, idle: o.IdleTimeout, maxIdle: o.MaxIdle}
+	var roots *x509.CertPool
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading upstream CA: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("upstream CA %s holds no PEM certificate", o.CAFile)
+		}
+		k.caSum = sha256.Sum256(pem)
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if t, ok := ts.m[k]; ok {
+		return t, nil
+	}
+	t := newTransport(scheme, o, roots)
+	ts.m[k] = t
+	return t, nil
+}
+
+// CloseIdle drops every idle upstream connection (at shutdown).
+func (ts *Transports) CloseIdle() {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for _, t := range ts.m {
+		t.CloseIdleConnections()
+	}
 }
 
 func newTransport(scheme string, o Options, roots *x509.CertPool) *http.Transport {
@@ -146,15 +191,6 @@ func (p *Pool) Status() []HostStatus {
 		out[i] = HostStatus{URL: h.name, InFlight: h.inflight.Load(), Down: d != 0 && d > now}
 	}
 	return out
-}
-
-// Close drops idle upstream connections, after a reload replaced the pool.
-func (p *Pool) Close() {
-	for _, h := range p.Hosts {
-		if t, ok := h.rt.(*http.Transport); ok {
-			t.CloseIdleConnections()
-		}
-	}
 }
 
 // RoundTrip sends req to a host picked by the policy. When a host refuses
