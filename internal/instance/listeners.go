@@ -12,6 +12,7 @@ import (
 
 	"gatehouse/internal/config"
 	"gatehouse/internal/demo"
+	"gatehouse/internal/journey"
 	"gatehouse/internal/listen"
 	"gatehouse/internal/tlsterm"
 )
@@ -220,6 +221,7 @@ func (in *Instance) serve(l *listener) {
 			MaxHeaderBytes:    l.settings.maxHeader,
 			ErrorLog:          in.publicErrorLog(),
 			Protocols:         new(http.Protocols),
+			ConnContext:       connVerdict,
 		}
 		srv.Protocols.SetHTTP1(true)
 	}
@@ -299,4 +301,19 @@ func (in *Instance) addrs(kind listenerKind) []net.Addr {
 		out[i] = l.sock.Addr()
 	}
 	return out
+}
+
+// verdicter is a connection that carries the firewall's verdict on it.
+type verdicter interface{ FirewallVerdict() string }
+
+// connVerdict puts the firewall's verdict on a connection into the context
+// of every request on it, for the journey record.
+func connVerdict(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if v, ok := c.(verdicter); ok {
+		return journey.WithConnVerdict(ctx, v.FirewallVerdict())
+	}
+	return ctx
 }
