@@ -264,7 +264,11 @@ func TestProtocol(t *testing.T) {
 			}
 			return ""
 		}},
-		{"CHAOS class refused", func() *dns.Msg { m := query("version.bind.", dns.TypeTXT); m.Question[0].Qclass = dns.ClassCHAOS; return m }, func(r *dns.Msg) string {
+		{"CHAOS class refused", func() *dns.Msg {
+			m := query("version.bind.", dns.TypeTXT)
+			m.Question[0].Qclass = dns.ClassCHAOS
+			return m
+		}, func(r *dns.Msg) string {
 			if r.Rcode != dns.RcodeRefused {
 				return r.String()
 			}
