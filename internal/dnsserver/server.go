@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"gatehouse/internal/zone"
 )
@@ -249,38 +251,85 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
+// batchConn reads and writes many datagrams per system call (recvmmsg and
+// sendmmsg on Linux): under load the system calls, not the answers, are
+// the cost of a query.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+const batch = 32
+
 func (s *Server) serveUDP(u *net.UDPConn) {
 	defer s.wg.Done()
+	var bc batchConn = ipv4.NewPacketConn(u)
+	if a := u.LocalAddr().(*net.UDPAddr); a.IP.To4() == nil {
+		bc = ipv6.NewPacketConn(u)
+	}
 	w := newWorker(s)
-	buf := make([]byte, dns.MaxMsgSize)
+	in := make([]ipv4.Message, batch)
+	out := make([]ipv4.Message, 0, batch)
+	replies := make([][]byte, batch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, dns.MaxMsgSize)}
+		replies[i] = make([]byte, 0, 1500)
+	}
 	for {
-		n, src, err := u.ReadFromUDPAddrPort(buf)
+		n, err := bc.ReadBatch(in, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue // ICMP errors and the like are per packet
 		}
-		if s.Allow != nil && !s.Allow(src, "udp") {
-			s.denied.Add(1)
-			continue
-		}
-		reply := s.answer(w, buf[:n], src, true)
-		if reply == nil {
-			continue
-		}
-		if !src.Addr().IsLoopback() || s.rrl.Load().cfg.LimitLoopback {
-			switch s.rrl.Load().check(src.Addr()) {
-			case verdictDrop:
-				s.dropped.Add(1)
+		out = out[:0]
+		for i := range n {
+			ua, ok := in[i].Addr.(*net.UDPAddr)
+			if !ok {
 				continue
-			case verdictSlip:
-				s.slipped.Add(1)
-				reply = w.slip(reply)
+			}
+			src := ua.AddrPort()
+			if reply := s.udpReply(w, in[i].Buffers[0][:in[i].N], src); reply != nil {
+				replies[i] = append(replies[i][:0], reply...)
+				out = append(out, ipv4.Message{Buffers: [][]byte{replies[i]}, Addr: ua})
 			}
 		}
-		u.WriteToUDPAddrPort(reply, src)
+		for len(out) > 0 {
+			k, err := bc.WriteBatch(out, 0)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				k = max(k, 1) // drop the datagram that failed
+			}
+			out = out[k:]
+		}
 	}
+}
+
+// udpReply is the reply to a datagram after the firewall hook and rate
+// limiting, or nil.
+func (s *Server) udpReply(w *worker, q []byte, src netip.AddrPort) []byte {
+	if s.Allow != nil && !s.Allow(src, "udp") {
+		s.denied.Add(1)
+		return nil
+	}
+	reply := s.answer(w, q, src, true)
+	if reply == nil {
+		return nil
+	}
+	if l := s.rrl.Load(); !src.Addr().IsLoopback() || l.cfg.LimitLoopback {
+		switch l.check(src.Addr()) {
+		case verdictDrop:
+			s.dropped.Add(1)
+			return nil
+		case verdictSlip:
+			s.slipped.Add(1)
+			reply = w.slip(reply)
+		}
+	}
+	return reply
 }
 
 // answer is respond, with a panic turned into silence and counted: a bad
