@@ -285,8 +285,8 @@ func stopAll(servers []*server) {
 	}
 }
 
-// serverPID is the process that answers: the child of taskset's exec,
-// which is the same pid.
+// cpuTicks is utime+stime of pid. taskset execs the server, so the pid
+// started is the server's.
 func cpuTicks(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {

@@ -28,7 +28,7 @@ import (
 type Set struct {
 	zones map[string]*Zone // by apex, lowercase and fully qualified
 	wire  map[string]*wireNode
-	// maxLabels bounds the walk from a query name to its zone.
+	// inputs rebuild the Set with run-time TXT records (WithTXT).
 	inputs []zoneInput
 }
 
