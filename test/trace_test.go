@@ -112,7 +112,7 @@ var masks = []struct {
 	{regexp.MustCompile(`\d+\.\d+ ms`), "X ms"},
 	{regexp.MustCompile(`127\.0\.0\.1:\d+`), "127.0.0.1:PORT"},
 	{regexp.MustCompile(`tcp/\d+`), "tcp/PORT"},
-	{regexp.MustCompile(`example\.org:\d+`), "example.org:PORT"},
+	{regexp.MustCompile(`\.(org|test):\d+`), ".$1:PORT"},
 	{regexp.MustCompile(`Local CA [0-9A-F]+`), "Local CA XXXX"},
 	{regexp.MustCompile(`port \d+ is closed`), "port PORT is closed"},
 	{regexp.MustCompile(`X25519\w*`), "X25519"},
@@ -205,4 +205,31 @@ func writeKeyPair(t *testing.T, dir string, c *tls.Certificate) (string, string)
 	os.WriteFile(cf, certPEM, 0o644)
 	os.WriteFile(kf, keyPEM, 0o600)
 	return cf, kf
+}
+
+// TestTraceEmbeddedDefault walks the seed's whole journey on the embedded
+// default: gatehouse's own DNS answers the CNAME and the address, HTTP is
+// redirected, TLS verifies against the local root, the route proxies to the
+// demo app, which answers 200.
+func TestTraceEmbeddedDefault(t *testing.T) {
+	g := gatetest.StartDefault(t)
+	tok, err := instance.TraceToken(g.Config, g.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, httpPort, _ := net.SplitHostPort(g.HTTP)
+	res := journey.Trace(context.Background(), "http://www.gatehouse.test:"+httpPort+"/",
+		journey.TraceOptions{DNS: g.DNS, Roots: g.Roots, Token: tok, Timeout: 2 * time.Second})
+	got := traceText(res)
+	if !res.OK {
+		t.Fatalf("trace failed:\n%s", got)
+	}
+	golden := filepath.Join("testdata", "trace_default.golden")
+	if *update {
+		os.WriteFile(golden, []byte(got), 0o644)
+	}
+	want, _ := os.ReadFile(golden)
+	if got != string(want) {
+		t.Errorf("trace differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
+	}
 }

@@ -46,11 +46,12 @@ func BenchmarkProxy(b *testing.B) {
 				w.Write(payload)
 			}))
 			defer backend.Close()
-			pool, err := upstream.New([]string{backend.URL}, upstream.Options{MaxIdle: 64})
+			ts := upstream.NewTransports()
+			defer ts.CloseIdle()
+			pool, err := upstream.New([]string{backend.URL}, upstream.Options{MaxIdle: 64, Transports: ts})
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer pool.Close()
 			h := proxy.New(pool, proxy.Options{ClientIP: clientip.New(nil)})
 			req := httptest.NewRequest("GET", "http://bench.test/1k", nil)
 			req.RemoteAddr = "192.0.2.7:40000"

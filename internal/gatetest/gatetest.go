@@ -30,6 +30,7 @@ type Gatehouse struct {
 	Config *config.Config
 	HTTP   string // host:port of the first HTTP listener
 	HTTPS  string // host:port of the first HTTPS listener
+	DNS    string // host:port of the first DNS listener, UDP and TCP
 	Roots  *x509.CertPool
 	// Logs holds everything gatehouse logged (both logs), for assertions.
 	Logs *SyncBuffer
@@ -112,6 +113,9 @@ func StartConfig(t testing.TB, cfg *config.Config) *Gatehouse {
 	if cfg.Admin.Listen != "" {
 		cfg.Admin.Listen = "127.0.0.1:0"
 	}
+	for i := range cfg.DNS.Listen {
+		cfg.DNS.Listen[i] = "127.0.0.1:0"
+	}
 	logs := &SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	data := t.TempDir()
@@ -129,7 +133,11 @@ func StartConfig(t testing.TB, cfg *config.Config) *Gatehouse {
 	})
 	roots := x509.NewCertPool()
 	roots.AddCert(in.CA().Cert)
-	return &Gatehouse{
+	var dnsAddr string
+	if a := in.DNSAddrs(); len(a) > 0 {
+		dnsAddr = a[0]
+	}
+	return &Gatehouse{DNS: dnsAddr,
 		Instance: in, Config: cfg, Logs: logs, DataDir: data, Roots: roots,
 		HTTP:  in.HTTPAddrs()[0].String(),
 		HTTPS: in.HTTPSAddrs()[0].String(),

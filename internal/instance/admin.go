@@ -154,3 +154,12 @@ func (in *Instance) Status() map[string]any {
 		"upstreams":    g.upstreams(),
 	}
 }
+
+func (in *Instance) dnsStatus() any {
+	in.dnsMu.RLock()
+	defer in.dnsMu.RUnlock()
+	if in.dns == nil {
+		return nil
+	}
+	return in.dns.Status()
+}

@@ -49,7 +49,11 @@ func Explain(cfg *config.Config, rawURL string, from netip.Addr) ([]ExplainStep,
 		steps = append(steps, ExplainStep{name, ok, fmt.Sprintf(format, args...)})
 	}
 
-	add("DNS", true, "%s", explainDNS(cfg, host))
+	dnsText, dnsOK := explainDNS(cfg, host)
+	add("DNS", dnsOK, "%s", dnsText)
+	if !dnsOK {
+		return steps, nil
+	}
 	p, _ := strconv.Atoi(port)
 	fw, fwOK := explainFirewall(cfg, from, uint16(p))
 	add("Firewall", fwOK, "%s", fw)

@@ -36,10 +36,12 @@ import (
 	"gatehouse/internal/certs"
 	"gatehouse/internal/clientip"
 	"gatehouse/internal/config"
+	"gatehouse/internal/dnsserver"
 	"gatehouse/internal/journey"
 	"gatehouse/internal/metrics"
 	"gatehouse/internal/route"
 	"gatehouse/internal/upstream"
+	"gatehouse/internal/zone"
 )
 
 // Options are what the command line adds to a config.
@@ -70,6 +72,14 @@ type Instance struct {
 	ring atomic.Pointer[journey.Ring]
 	// transports pool upstream connections across routes and reloads.
 	transports *upstream.Transports
+
+	// dns is the DNS server, replaced only when its addresses change;
+	// dnsMu guards reading it from outside the reload path.
+	dns       *dnsserver.Server
+	dnsListen []string
+	dnsMu     sync.RWMutex
+	// dnsAllow is the firewall's say on DNS queries (nil allows all).
+	dnsAllow func(src netip.AddrPort, network string) bool
 
 	// mu serialises Start, Reload and Shutdown.
 	mu        sync.Mutex
@@ -124,6 +134,7 @@ type generation struct {
 	handler http.Handler
 	admin   http.Handler // nil when the admin API is off
 	certs   *certs.Policy
+	zones   *zone.Set
 	pools   []*upstream.Pool
 	// transports are the instance's, shared by every generation.
 	transports *upstream.Transports
@@ -149,7 +160,11 @@ func (in *Instance) compile(cfg *config.Config, httpsPort int) (*generation, err
 		trusted = append(trusted, p)
 	}
 	ips := clientip.New(trusted)
-	g := &generation{cfg: cfg, certs: pol, transports: in.transports}
+	zones, err := compileZones(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g := &generation{cfg: cfg, certs: pol, transports: in.transports, zones: zones}
 	sites, err := buildSites(cfg, ips, in.log, g)
 	if err != nil {
 		g.close()

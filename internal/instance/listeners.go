@@ -152,7 +152,15 @@ func (in *Instance) apply(g *generation, initial bool) error {
 		}
 	}
 
+	commitDNS, err := in.applyDNS(g)
+	if err != nil {
+		in.closeListeners(opened)
+		return err
+	}
 	old := in.gen.Swap(g)
+	in.dnsMu.Lock()
+	commitDNS()
+	in.dnsMu.Unlock()
 	in.certs.Use(g.certs)
 	if old != g && !initial {
 		old.close()
