@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 
@@ -214,6 +215,17 @@ func printWelcome(w io.Writer, cfg *config.Config, in *instance.Instance, dataDi
 	}
 	if cfg.Demo != "" {
 		fmt.Fprintf(&b, "  demo app (the backend) on http://%s/\n", cfg.Demo)
+	}
+	if dnsAddrs := in.DNSAddrs(); len(dnsAddrs) > 0 {
+		var zones []string
+		for z := range cfg.DNS.Zones {
+			zones = append(zones, z)
+		}
+		sort.Strings(zones)
+		fmt.Fprintf(&b, "  DNS for %s on %s (UDP and TCP)\n", strings.Join(zones, ", "), strings.Join(dnsAddrs, ", "))
+		if cfg.File == config.DefaultName {
+			fmt.Fprintf(&b, "\nWalk a request's whole journey: gatehouse trace http://www.gatehouse.test%s/ --dns %s\n", portSuffix(httpPort, "80"), dnsAddrs[0])
+		}
 	}
 	if internal {
 		root := filepath.Join(dataDir, "ca", "root.crt")
