@@ -38,7 +38,9 @@ func acmeEdge(t *testing.T, cfgText, data string, dns certs.TXTPublisher) (*inst
 	if err != nil {
 		t.Fatal(err)
 	}
-	in.Certs().DNS = dns
+	if dns != nil {
+		in.Certs().DNS = dns
+	}
 	if err := in.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +121,33 @@ func filePair(t *testing.T, name string) (certFile, keyFile string, roots *x509.
 	roots = x509.NewCertPool()
 	roots.AddCert(ca.Cert)
 	return certFile, keyFile, roots
+}
+
+// TestACMEWildcardFromOwnDNS issues a wildcard certificate by DNS-01 with
+// nothing but gatehouse: the challenge's TXT record is published in
+// gatehouse's own zone and Pebble asks gatehouse's own DNS server for it.
+func TestACMEWildcardFromOwnDNS(t *testing.T) {
+	p := pebbletest.Start(t, 0)
+	cfgText := fmt.Sprintf(`
+listen: {http: ["127.0.0.1:0"], https: ["127.0.0.1:0"]}
+dns:
+  listen: ["127.0.0.1:0"]
+  zones:
+    ownzone.org: {records: [{name: "*", type: A, value: 127.0.0.1}]}
+tls:
+  acme: {ca: %s, ca_root: %s, email: ops@example.com}
+sites:
+  - hosts: ["*.ownzone.org"]
+    routes: [{path: /, respond: "wildcard from our own DNS"}]
+`, p.Directory, p.APIRootFile)
+	in, logs := acmeEdge(t, cfgText, t.TempDir(), nil)
+	p.Target(addrPort(in.HTTPAddrs()[0]), addrPort(in.HTTPSAddrs()[0]), in.DNSAddrs()[0])
+	client := httpsClient(in.HTTPSAddrs()[0].String(), p.Roots)
+	port := fmt.Sprint(addrPort(in.HTTPSAddrs()[0]))
+	body, leaf := waitGet(t, client, "https://anything.ownzone.org:"+port+"/", 30*time.Second, logs)
+	if body != "wildcard from our own DNS" || !containsName(leaf.DNSNames, "*.ownzone.org") {
+		t.Errorf("got %q from a certificate for %v", body, leaf.DNSNames)
+	}
 }
 
 // TestACMEMixedSources runs one gatehouse whose sites take certificates
