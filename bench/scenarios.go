@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -346,10 +347,12 @@ func (r *runner) profile(root string) error {
 	}
 	secs := int(max(r.o.duration, 5*time.Second) / time.Second * 2)
 	url := "http://" + profileHTTPAddr + "/1k"
-	wrk(time.Second, defaultWrkConns, url, hostHTTP) // warm-up
+	warm, _ := wrk(time.Second, defaultWrkConns, url, hostHTTP)
+	var main loadResult
 	done := make(chan error, 1)
 	go func() {
-		_, err := wrk(time.Duration(secs+2)*time.Second, defaultWrkConns, url, hostHTTP)
+		var err error
+		main, err = wrk(time.Duration(secs+2)*time.Second, defaultWrkConns, url, hostHTTP)
 		done <- err
 	}()
 	time.Sleep(time.Second)
@@ -377,11 +380,24 @@ func (r *runner) profile(root string) error {
 		if err != nil {
 			return fmt.Errorf("go tool pprof: %v\n%s", err, out)
 		}
-		fmt.Fprintf(&text, "## %s\n\n```\n%s```\n\n", v.title, out)
+		fmt.Fprintf(&text, "## %s\n\n", v.title)
+		// The allocation profile counts from the start, which is the
+		// warm-up and the measured run: its total over their requests
+		// is the allocations per request.
+		if m := pprofTotal.FindSubmatch(out); m != nil && strings.Contains(v.title, "allocations") {
+			var objs float64
+			fmt.Sscan(string(m[1]), &objs)
+			if n := warm.requests + main.requests; n > 0 {
+				fmt.Fprintf(&text, "About %.0f heap allocations per request (%.0f objects over %d requests since start).\n\n", objs/float64(n), objs, n)
+			}
+		}
+		fmt.Fprintf(&text, "```\n%s```\n\n", out)
 	}
 	r.res.Profile = text.String()
 	return nil
 }
+
+var pprofTotal = regexp.MustCompile(`of (\d+) total`)
 
 func fetchTo(url, file string) error {
 	resp, err := http.Get(url)
