@@ -10,8 +10,10 @@
 package static
 
 import (
+	"bytes"
 	"fmt"
 	"html"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -27,6 +29,7 @@ import (
 // Handler serves one folder.
 type Handler struct {
 	root     *os.Root
+	cache    *fileCache
 	index    []string
 	fallback string // "" unless spa
 	browse   bool
@@ -39,7 +42,7 @@ func New(cfg config.Static) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening static root: %w", err)
 	}
-	h := &Handler{root: root, index: cfg.Index, browse: cfg.Browse}
+	h := &Handler{root: root, cache: newFileCache(), index: cfg.Index, browse: cfg.Browse}
 	if len(h.index) == 0 {
 		h.index = []string{"index.html"}
 	}
@@ -66,58 +69,82 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		notFound(w)
 		return
 	}
-	f, fi, err := h.open(name)
+	fi, err := h.root.Stat(name)
 	if err == nil && fi.IsDir() {
 		if !strings.HasSuffix(r.URL.Path, "/") {
 			// As nginx does: /docs → /docs/, so relative links work. The
 			// target is relative: under strip_prefix the handler does not
 			// know the path the client used.
-			f.Close()
 			target := (&url.URL{Path: path.Base(r.URL.Path) + "/", RawQuery: r.URL.RawQuery}).String()
 			w.Header().Set("Location", target)
 			w.WriteHeader(http.StatusMovedPermanently)
 			return
 		}
-		dir := f
-		f, fi, err = h.openIndex(name)
+		dir := name
+		name, fi, err = h.findIndex(dir)
 		if err != nil && h.browse {
-			defer dir.Close()
 			h.list(w, r, dir)
 			return
 		}
-		dir.Close()
-		if err != nil {
-			err = fs.ErrNotExist
-		}
 	}
 	if err != nil && h.fallback != "" && wantsPage(r, name) {
-		f, fi, err = h.open(strings.TrimPrefix(h.fallback, "/"))
+		name = strings.TrimPrefix(h.fallback, "/")
+		fi, err = h.root.Stat(name)
 	}
-	if err != nil || fi.IsDir() {
-		if f != nil {
-			f.Close()
-		}
+	if err != nil || !fi.Mode().IsRegular() {
 		notFound(w)
 		return
 	}
-	defer f.Close()
 	hdr := w.Header()
 	ctype := contentType(fi.Name())
 	hdr.Set("Content-Type", ctype)
 	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("ETag", etag(fi))
-	if enc, ef, efi := h.precompressed(r, name); ef != nil {
-		defer ef.Close()
-		hdr.Set("Content-Encoding", enc)
-		hdr.Add("Vary", "Accept-Encoding")
-		hdr.Set("ETag", etag(efi))
-		http.ServeContent(w, r, "", fi.ModTime(), ef)
-		return
-	}
 	if compressible(ctype) {
 		hdr.Add("Vary", "Accept-Encoding")
 	}
-	http.ServeContent(w, r, "", fi.ModTime(), f)
+	if enc, ename, efi := h.precompressed(r, name); enc != "" {
+		hdr.Set("Content-Encoding", enc)
+		name, fi = ename, efi
+	}
+	body, done, fi, err := h.content(name, fi)
+	if err != nil {
+		notFound(w)
+		return
+	}
+	defer done()
+	hdr.Set("ETag", etag(fi))
+	http.ServeContent(w, r, "", fi.ModTime(), body)
+}
+
+// content returns the file's bytes to serve. Small files come from a cache
+// checked against the file's size and modification time, which saves the
+// open, read and close (and Go's poller registration) on every request;
+// large ones are opened and go out by sendfile.
+func (h *Handler) content(name string, fi fs.FileInfo) (io.ReadSeeker, func(), fs.FileInfo, error) {
+	if fi.Size() <= maxCachedFile {
+		if c := h.cache.get(name, fi); c != nil {
+			return bytes.NewReader(c.data), func() {}, c.fi, nil
+		}
+	}
+	f, err := h.root.Open(name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ofi, err := f.Stat()
+	if err != nil || !ofi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, nil, fs.ErrNotExist
+	}
+	if ofi.Size() <= maxCachedFile {
+		data, err := io.ReadAll(io.LimitReader(f, maxCachedFile+1))
+		f.Close()
+		if err != nil || int64(len(data)) != ofi.Size() {
+			return nil, nil, nil, fs.ErrNotExist
+		}
+		h.cache.put(name, &cached{data: data, fi: ofi})
+		return bytes.NewReader(data), func() {}, ofi, nil
+	}
+	return f, func() { f.Close() }, ofi, nil
 }
 
 // cleanName turns a URL path into a name inside the root, refusing what no
@@ -138,30 +165,14 @@ func cleanName(p string) (string, bool) {
 	return name, true
 }
 
-func (h *Handler) open(name string) (*os.File, fs.FileInfo, error) {
-	f, err := h.root.Open(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return f, fi, nil
-}
-
-func (h *Handler) openIndex(dir string) (*os.File, fs.FileInfo, error) {
+func (h *Handler) findIndex(dir string) (string, fs.FileInfo, error) {
 	for _, idx := range h.index {
-		f, fi, err := h.open(path.Join(dir, idx))
-		if err == nil && !fi.IsDir() {
-			return f, fi, nil
-		}
-		if f != nil {
-			f.Close()
+		name := path.Join(dir, idx)
+		if fi, err := h.root.Stat(name); err == nil && fi.Mode().IsRegular() {
+			return name, fi, nil
 		}
 	}
-	return nil, nil, fs.ErrNotExist
+	return dir, nil, fs.ErrNotExist
 }
 
 // wantsPage reports whether a missing path should get the app's page: a
@@ -172,24 +183,20 @@ func wantsPage(r *http.Request, name string) bool {
 }
 
 // precompressed finds name.br or name.gz when the client accepts them.
-func (h *Handler) precompressed(r *http.Request, name string) (string, *os.File, fs.FileInfo) {
+func (h *Handler) precompressed(r *http.Request, name string) (string, string, fs.FileInfo) {
 	ae := r.Header.Get("Accept-Encoding")
 	if ae == "" {
-		return "", nil, nil
+		return "", "", nil
 	}
 	for _, c := range []struct{ enc, ext string }{{"br", ".br"}, {"gzip", ".gz"}} {
 		if !acceptsEncoding(ae, c.enc) {
 			continue
 		}
-		f, fi, err := h.open(name + c.ext)
-		if err == nil && !fi.IsDir() {
-			return c.enc, f, fi
-		}
-		if f != nil {
-			f.Close()
+		if fi, err := h.root.Stat(name + c.ext); err == nil && fi.Mode().IsRegular() {
+			return c.enc, name + c.ext, fi
 		}
 	}
-	return "", nil, nil
+	return "", "", nil
 }
 
 // acceptsEncoding reports whether an Accept-Encoding header allows enc
@@ -216,7 +223,13 @@ func etag(fi fs.FileInfo) string {
 }
 
 // list writes a plain, escaped listing of a directory.
-func (h *Handler) list(w http.ResponseWriter, r *http.Request, dir *os.File) {
+func (h *Handler) list(w http.ResponseWriter, r *http.Request, name string) {
+	dir, err := h.root.Open(name)
+	if err != nil {
+		notFound(w)
+		return
+	}
+	defer dir.Close()
 	entries, err := dir.ReadDir(-1)
 	if err != nil {
 		notFound(w)

@@ -259,3 +259,23 @@ func BenchmarkServe(b *testing.B) {
 		})
 	}
 }
+
+// TestEditedFileServedFresh: the small-file cache never serves what the
+// file no longer holds.
+func TestEditedFileServedFresh(t *testing.T) {
+	srv, dir := site(t, config.Static{})
+	if _, b := get(t, srv, "/app.js", nil); b != "console.log(1)" {
+		t.Fatalf("first: %q", b)
+	}
+	p := filepath.Join(dir, "app.js")
+	os.WriteFile(p, []byte("console.log(2)"), 0o644)
+	later := time.Now().Add(2 * time.Second)
+	os.Chtimes(p, later, later)
+	if _, b := get(t, srv, "/app.js", nil); b != "console.log(2)" {
+		t.Errorf("after an edit: %q", b)
+	}
+	os.Remove(p)
+	if r, _ := get(t, srv, "/app.js", nil); r.StatusCode != 404 {
+		t.Errorf("after removal: %d", r.StatusCode)
+	}
+}
