@@ -114,29 +114,16 @@ func cmdTrace(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// servedBy reports whether a host is one of cfg's sites.
+// servedBy reports whether a host is one of cfg's sites, matched as the
+// router matches it.
 func servedBy(cfg *config.Config) func(string) bool {
-	hosts := map[string]bool{}
-	var wild []string
+	var specs []route.SiteSpec
 	for _, s := range cfg.Sites {
-		for _, h := range s.Hosts {
-			if p, ok := strings.CutPrefix(h, "*."); ok {
-				wild = append(wild, "."+p)
-			} else {
-				hosts[h] = true
-			}
-		}
+		specs = append(specs, route.SiteSpec{Hosts: s.Hosts})
 	}
-	return func(host string) bool {
-		host = route.HostOnly(host)
-		if hosts[host] {
-			return true
-		}
-		for _, w := range wild {
-			if strings.HasSuffix(host, w) && !strings.Contains(strings.TrimSuffix(host, w), ".") {
-				return true
-			}
-		}
-		return false
+	table, err := route.New(specs, route.Options{})
+	if err != nil {
+		return func(string) bool { return false }
 	}
+	return func(host string) bool { return table.Site(route.HostOnly(host)) != nil }
 }
