@@ -1,0 +1,64 @@
+package firewall
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+)
+
+// Middleware enforces the per-source HTTP request rate (limits
+// requests_per_second): a request over it gets 429 with Retry-After and
+// counts as a violation towards a ban. A source banned while its
+// connection stays open gets 403 and the connection is closed. The source
+// is the peer of the connection, never a forwarded header.
+func (g *Guard) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := g.policy.Load()
+		if p == nil || p.limits.RequestsPerSecond <= 0 && g.banned.Load() == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		src := ap.Addr().Unmap()
+		if p.exempted(src) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		now := time.Now()
+		k := sourceKey(src)
+		s := g.shardOf(k)
+		s.mu.Lock()
+		st := g.get(s, k, now, p.limits.RequestsPerSecond > 0)
+		banned := isBanned(st, now)
+		over := !banned && st != nil && p.limits.RequestsPerSecond > 0 &&
+			!limiter(&st.reqRate, p.limits.RequestsPerSecond, p.limits.RequestBurst, now).AllowN(now, 1)
+		s.mu.Unlock()
+		switch {
+		case banned:
+			g.sample(TCP, localPort(r), src, Verdict{Action: Deny, Rule: &g.banRule})
+			w.Header().Set("Connection", "close")
+			http.Error(w, "403 forbidden", http.StatusForbidden)
+		case over:
+			g.sample(TCP, localPort(r), src, Verdict{Action: Deny, Rule: &g.limitRule[ViolationRequestRate]})
+			g.Report(src, ViolationRequestRate)
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "429 too many requests", http.StatusTooManyRequests)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+func localPort(r *http.Request) uint16 {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ta, ok := a.(*net.TCPAddr); ok {
+			return uint16(ta.Port)
+		}
+	}
+	return 0
+}
