@@ -15,11 +15,11 @@ import (
 type Violation uint8
 
 const (
-	ViolationConnections   Violation = iota // over the open-connections cap
-	ViolationConnRate                       // over the new-connections rate
-	ViolationRequestRate                    // over the HTTP requests rate
-	ViolationTLSHandshake                   // a failed TLS handshake
-	ViolationHTTPError                      // a 4xx answer, counted towards floods
+	ViolationConnections  Violation = iota // over the open-connections cap
+	ViolationConnRate                      // over the new-connections rate
+	ViolationRequestRate                   // over the HTTP requests rate
+	ViolationTLSHandshake                  // a failed TLS handshake
+	ViolationHTTPError                     // a 4xx answer, counted towards floods
 	numViolations
 )
 
