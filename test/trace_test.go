@@ -86,6 +86,10 @@ func traceSetup(t *testing.T) (*gatetest.Gatehouse, journey.TraceOptions) {
 	certFile, keyFile := writeKeyPair(t, dir, pair)
 
 	g := gatetest.Start(t, fmt.Sprintf(`
+firewall:
+  default: deny
+  rules:
+    - {allow: tcp, from: [127.0.0.0/8], description: web}
 sites:
   - hosts: [demo.example.org, www.example.org]
     routes:
@@ -231,5 +235,37 @@ func TestTraceEmbeddedDefault(t *testing.T) {
 	want, _ := os.ReadFile(golden)
 	if got != string(want) {
 		t.Errorf("trace differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
+	}
+}
+
+// TestTraceFirewallDeny: a source the firewall denies sees its connection
+// closed before TLS, and the trace says so.
+func TestTraceFirewallDeny(t *testing.T) {
+	g := gatetest.Start(t, `
+firewall:
+  default: deny
+  rules:
+    - {allow: tcp, from: [198.51.100.0/24], description: office}
+sites:
+  - hosts: [demo.example.org]
+    routes: [{path: /, respond: hi}]
+`)
+	_, port, _ := net.SplitHostPort(g.HTTPS)
+	res := journey.Trace(context.Background(), "https://demo.example.org:"+port+"/",
+		journey.TraceOptions{DNS: zoneServer(t), Roots: g.Roots, Timeout: 2 * time.Second})
+	got := traceText(res)
+	if res.OK {
+		t.Fatalf("a denied source completed the journey:\n%s", got)
+	}
+	golden := filepath.Join("testdata", "trace_firewall_deny.golden")
+	if *update {
+		os.WriteFile(golden, []byte(got), 0o644)
+	}
+	want, _ := os.ReadFile(golden)
+	if got != string(want) {
+		t.Errorf("trace differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
+	}
+	if st := g.Status()["firewall"]; !strings.Contains(fmt.Sprintf("%+v", st), "127.0.0.1") {
+		t.Errorf("the firewall status does not show the denied source: %+v", st)
 	}
 }

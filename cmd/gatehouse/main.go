@@ -20,6 +20,7 @@ Usage:
   gatehouse reload [-c FILE]               make the running gatehouse read its config again
   gatehouse trace URL [--dns ADDR]         walk a request's journey: DNS, firewall, TCP, TLS, proxy, app
   gatehouse explain [-c FILE] URL [--from ADDR]  what the config does with a request, without running
+  gatehouse firewall explain --from ADDR --to tcp/22   which rule decides, from the config alone
   gatehouse import nginx FILE [-o OUT]     convert an nginx config (run -c also runs nginx files as they are)
   gatehouse ca [--data DIR]                print the local CA's root certificate (PEM)
   gatehouse certs [--data DIR] [--json]    list certificates: names, issuer, expiry, next renewal, last error
@@ -53,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "run":
 		err = cmdRun(args, stderr)
+	case "firewall":
+		err = cmdFirewall(args, stdout, stderr)
 	case "explain":
 		err = cmdExplain(args, stdout, stderr)
 	case "import":

@@ -211,6 +211,16 @@ sites:
     tls: off
     routes: [{path: /, respond: hi}]
 `), 0o644)
+	fwPath := filepath.Join(dir, "firewall.yaml")
+	os.WriteFile(fwPath, []byte(`
+firewall:
+  default: deny
+  rules:
+    - {allow: tcp, ports: [443], from: [198.51.100.0/24], description: office}
+sites:
+  - hosts: [example.org]
+    routes: [{path: /, respond: hi}]
+`), 0o644)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -221,6 +231,8 @@ sites:
 		{"plain", []string{"http://plain.example.org/", "--from", "192.0.2.1"}, 0},
 		{"unknown", []string{"https://nobody.example/"}, 1},
 		{"tls_off", []string{"https://plain.example.org/"}, 1},
+		{"firewall_deny", []string{"-c", fwPath, "https://example.org/", "--from", "203.0.113.9"}, 1},
+		{"firewall_allow", []string{"-c", fwPath, "https://example.org/", "--from", "198.51.100.7"}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
@@ -241,5 +253,24 @@ sites:
 				t.Errorf("output differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
 			}
 		})
+	}
+}
+
+func TestFirewallExplainCLI(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gatehouse.yaml")
+	os.WriteFile(path, []byte("firewall:\n  default: deny\n  rules:\n    - {allow: tcp, ports: [80, 443], description: web}\n    - {allow: tcp, ports: [22], from: [198.51.100.0/24], description: office ssh}\n"), 0o644)
+	for _, tc := range []struct{ from, to, want string }{
+		{"203.0.113.5", "tcp/22", `tcp/22 from 203.0.113.5: denied by the default`},
+		{"198.51.100.7", "tcp/22", `tcp/22 from 198.51.100.7: allowed by rule 2 "office ssh"`},
+		{"203.0.113.5", "tcp/443", `tcp/443 from 203.0.113.5: allowed by rule 1 "web"`},
+	} {
+		var out bytes.Buffer
+		if code := run([]string{"firewall", "explain", "-c", path, "--from", tc.from, "--to", tc.to}, &out, &out); code != 0 {
+			t.Errorf("exit %d: %s", code, out.String())
+		}
+		if !strings.HasPrefix(out.String(), tc.want) {
+			t.Errorf("--from %s --to %s:\n%s\nwant a first line %q", tc.from, tc.to, out.String(), tc.want)
+		}
 	}
 }

@@ -152,6 +152,8 @@ func (in *Instance) Status() map[string]any {
 		"listeners":    ls,
 		"sites":        sites,
 		"upstreams":    g.upstreams(),
+		"dns":          in.dnsStatus(),
+		"firewall":     in.guard.Status(),
 	}
 }
 

@@ -2,7 +2,10 @@ package instance
 
 import (
 	"errors"
+	"net"
 	"slices"
+	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -50,13 +53,18 @@ func (in *Instance) applyDNS(g *generation) (commit func(), err error) {
 	if len(want) > 0 {
 		next = dnsserver.New(want)
 		next.Logger = in.log
-		next.Allow = in.dnsAllow
+		var port atomic.Uint32
+		next.Allow = in.dnsAllowFor(func() uint16 { return uint16(port.Load()) })
 		next.SetRateLimit(rate)
 		if err := next.Update(set); err != nil {
 			return nil, err
 		}
 		if err := next.Start(); err != nil {
 			return nil, err
+		}
+		if _, p, err := net.SplitHostPort(next.Addrs[0]); err == nil {
+			n, _ := strconv.Atoi(p)
+			port.Store(uint32(n))
 		}
 	}
 	return func() {

@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 
 	"gatehouse/internal/config"
+	"gatehouse/internal/firewall"
 	"gatehouse/internal/zone"
 )
 
@@ -56,5 +57,13 @@ func zoneName(a zone.Answer) string {
 
 // explainFirewall says which rule decides a connection from `from` to port.
 func explainFirewall(cfg *config.Config, from netip.Addr, port uint16) (string, bool) {
-	return fmt.Sprintf("tcp/%d from %s: no firewall rules in this config", port, from), true
+	p, err := firewall.Compile(cfg.Firewall)
+	if err != nil {
+		return "the firewall section does not compile: " + err.Error(), false
+	}
+	if len(cfg.Firewall.Rules) == 0 && len(cfg.Firewall.DenyFiles) == 0 {
+		return fmt.Sprintf("tcp/%d from %s: allowed (no firewall rules in this config)", port, from), true
+	}
+	v := p.Check(firewall.TCP, port, from)
+	return fmt.Sprintf("tcp/%d from %s: %s", port, from, v), v.Allowed()
 }

@@ -37,6 +37,7 @@ import (
 	"gatehouse/internal/clientip"
 	"gatehouse/internal/config"
 	"gatehouse/internal/dnsserver"
+	"gatehouse/internal/firewall"
 	"gatehouse/internal/journey"
 	"gatehouse/internal/metrics"
 	"gatehouse/internal/route"
@@ -78,8 +79,9 @@ type Instance struct {
 	dns       *dnsserver.Server
 	dnsListen []string
 	dnsMu     sync.RWMutex
-	// dnsAllow is the firewall's say on DNS queries (nil allows all).
-	dnsAllow func(src netip.AddrPort, network string) bool
+	// guard is the firewall: its policy follows the generation, its
+	// per-source state (limits, bans, counters) lives across reloads.
+	guard *firewall.Guard
 
 	// mu serialises Start, Reload and Shutdown.
 	mu        sync.Mutex
@@ -112,6 +114,7 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 	in := &Instance{
 		opts: opts, log: opts.Log, certs: certs.NewManager(ca), metrics: opts.Metrics,
 		listeners: map[listenerKey]*listener{}, transports: upstream.NewTransports(),
+		guard: firewall.NewGuard(nil),
 	}
 	in.setupCerts()
 	g, err := in.compile(cfg, configuredPort(cfg.Listen.HTTPS))
@@ -130,12 +133,13 @@ func (in *Instance) Config() *config.Config { return in.gen.Load().cfg }
 
 // generation is everything compiled from one config.
 type generation struct {
-	cfg     *config.Config
-	handler http.Handler
-	admin   http.Handler // nil when the admin API is off
-	certs   *certs.Policy
-	zones   *zone.Set
-	pools   []*upstream.Pool
+	cfg      *config.Config
+	handler  http.Handler
+	admin    http.Handler // nil when the admin API is off
+	certs    *certs.Policy
+	zones    *zone.Set
+	firewall *firewall.Policy
+	pools    []*upstream.Pool
 	// transports are the instance's, shared by every generation.
 	transports *upstream.Transports
 	closers    []func()
@@ -164,7 +168,11 @@ func (in *Instance) compile(cfg *config.Config, httpsPort int) (*generation, err
 	if err != nil {
 		return nil, err
 	}
-	g := &generation{cfg: cfg, certs: pol, transports: in.transports, zones: zones}
+	fw, err := firewall.Compile(cfg.Firewall)
+	if err != nil {
+		return nil, err
+	}
+	g := &generation{cfg: cfg, certs: pol, transports: in.transports, zones: zones, firewall: fw}
 	sites, err := buildSites(cfg, ips, in.log, g)
 	if err != nil {
 		g.close()
@@ -186,8 +194,8 @@ func (in *Instance) compile(cfg *config.Config, httpsPort int) (*generation, err
 		in.ring.Store(ring)
 	}
 	g.handler = &accesslog.Middleware{
-		Next: table, Log: in.opts.AccessLog, ClientIP: ips,
-		Observe: in.metrics.ObserveRequest, Ring: ring,
+		Next: in.guard.Middleware(table), Log: in.opts.AccessLog, ClientIP: ips,
+		Observe: in.observe, Ring: ring,
 		TraceToken: traceToken, ServerTiming: cfg.Journey.ServerTiming,
 	}
 	if g.admin, err = in.adminHandler(cfg); err != nil {
@@ -280,6 +288,7 @@ type handshakeWatcher struct {
 func (h handshakeWatcher) Write(p []byte) (int, error) {
 	if bytes.HasPrefix(p, []byte("http: TLS handshake error from ")) {
 		h.in.metrics.TLSHandshake(false)
+		h.in.reportHandshakeFailure(p)
 	}
 	h.next.Print(string(p))
 	return len(p), nil

@@ -126,7 +126,7 @@ func (in *Instance) apply(g *generation, initial bool) error {
 			l.order = i
 			continue
 		}
-		sock, err := listen.Listen(k.addr, nil)
+		sock, err := listen.Listen(k.addr, in.guard.Listener)
 		if err != nil {
 			for _, l := range opened {
 				l.sock.Close()
@@ -157,6 +157,7 @@ func (in *Instance) apply(g *generation, initial bool) error {
 		in.closeListeners(opened)
 		return err
 	}
+	in.guard.Update(g.firewall)
 	old := in.gen.Swap(g)
 	in.dnsMu.Lock()
 	commitDNS()

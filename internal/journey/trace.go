@@ -141,6 +141,10 @@ func (t *tracer) run(ctx context.Context, rawURL string) bool {
 		if u.Scheme == "https" {
 			tc, ok := t.handshake(ctx, conn, host)
 			if !ok {
+				if strings.HasPrefix(t.res.Steps[len(t.res.Steps)-1].Text, closedBeforeTLS) {
+					t.res.Steps[fw].OK = false
+					t.res.Steps[fw].Text = fmt.Sprintf("tcp/%s: accepted, then closed at once: most likely denied by the server's firewall", port)
+				}
 				return false
 			}
 			cs := tc.ConnectionState()
@@ -326,6 +330,8 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+const closedBeforeTLS = "the server closed the connection before TLS began"
+
 // handshake is the TLS step. Verification is done here, not inside the
 // handshake, so a failure can be named in plain words.
 func (t *tracer) handshake(ctx context.Context, conn net.Conn, host string) (*tls.Conn, bool) {
@@ -340,7 +346,7 @@ func (t *tracer) handshake(ctx context.Context, conn net.Conn, host string) (*tl
 	if err := tc.HandshakeContext(hctx); err != nil {
 		conn.Close()
 		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
-			t.add("TLS", false, time.Since(start), "the server closed the connection before TLS began: a firewall rule on the server (gatehouse closes denied connections before TLS), or a port that does not speak TLS")
+			t.add("TLS", false, time.Since(start), closedBeforeTLS+": a firewall rule on the server (gatehouse closes denied connections before TLS), or a port that does not speak TLS")
 		} else {
 			t.add("TLS", false, time.Since(start), "handshake failed: %v", err)
 		}
