@@ -44,8 +44,9 @@ type Guard struct {
 	// Logger receives a sampled log of denials (at most a few a second)
 	// and every ban. Nil logs nothing.
 	Logger *slog.Logger
-	// OnBan, when set, is called (outside any lock) for every new ban, so
-	// that a kernel backend can drop the source too.
+	// OnBan, when set, is called (outside any lock, on the path that saw
+	// the violation) for every new ban, so that a kernel backend can drop
+	// the source too.
 	OnBan func(Ban)
 
 	policy atomic.Pointer[Policy]

@@ -306,12 +306,13 @@ func BenchmarkCheck(b *testing.B) {
 	for i := range probes {
 		probes[i], ports[i] = randomProbe(r)
 	}
-	b.ReportMetric(float64(n), "cidrs")
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		p.Check(TCP, ports[i%1024], probes[i%1024])
 	}
+	b.ReportMetric(float64(n), "cidrs")
+	b.ReportMetric(float64(len(p.Rules())), "rules")
 }
 
 // BenchmarkCheckSmall is the verdict path with a typical handful of rules.
@@ -321,5 +322,36 @@ func BenchmarkCheckSmall(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p.Check(TCP, 22, src)
+	}
+}
+
+// TestEmbeddedDefaultFirewall: the default's ports answer this machine
+// only, over IPv4 and IPv6, and the section has nothing to warn about.
+func TestEmbeddedDefaultFirewall(t *testing.T) {
+	c, err := config.Parse("default.yaml", []byte(`firewall:
+  default: deny
+  rules:
+    - {allow: tcp, ports: [8080, 8443, 8053], from: [127.0.0.0/8, "::1"], description: this machine only}
+    - {allow: udp, ports: [8053], from: [127.0.0.0/8, "::1"], description: this machine only}
+`))
+	if err != nil || len(c.Warnings) > 0 {
+		t.Fatalf("%v %v", err, c.Warnings)
+	}
+	p, err := Compile(c.Firewall)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		proto Proto
+		port  uint16
+		src   string
+		want  bool
+	}{
+		{TCP, 8443, "127.0.0.1", true}, {TCP, 8080, "127.9.9.9", true}, {UDP, 8053, "::1", true}, {TCP, 8053, "::1", true},
+		{TCP, 8443, "192.0.2.1", false}, {UDP, 8053, "2001:db8::1", false}, {UDP, 8080, "127.0.0.1", false}, {TCP, 22, "127.0.0.1", false},
+	} {
+		if got := p.Check(tc.proto, tc.port, netip.MustParseAddr(tc.src)).Allowed(); got != tc.want {
+			t.Errorf("%s/%d from %s: allowed %v, want %v", tc.proto, tc.port, tc.src, got, tc.want)
+		}
 	}
 }

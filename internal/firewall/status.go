@@ -53,6 +53,7 @@ func (g *Guard) Status() Status {
 		Sampled:   g.sampled.Load(),
 		Rules:     []RuleStatus{},
 		Bans:      []BanStatus{},
+		Denials:   []Denial{},
 	}
 	for v := range numViolations {
 		st.LimitHits[v.String()] = g.limitHits[v].Load()
