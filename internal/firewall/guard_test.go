@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"gatehouse/internal/journey"
 )
 
 // serve accepts on g.Listener(ln) and greets every allowed connection with
@@ -316,6 +318,58 @@ func TestMiddlewareRequestRate(t *testing.T) {
 
 // TestDNSDrops runs a real DNS server whose UDP handler asks AllowPacket,
 // as the DNS server's Allow hook does, and real clients from two sources.
+// Behind a trusted proxy every request comes from the proxy's address; the
+// limit must fall on the client the journey record names instead.
+func TestMiddlewareLimitsJourneyClient(t *testing.T) {
+	g := NewGuard(compile(t, "firewall: {limits: {requests_per_second: 0.5, request_burst: 1}}"))
+	limited := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello")
+	}))
+	// Stands in for the step that trusts the proxy and names the client.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &journey.Record{}
+		if c, err := netip.ParseAddr(r.Header.Get("X-Client")); err == nil {
+			rec.Client = c
+		}
+		limited.ServeHTTP(w, r.WithContext(journey.With(r.Context(), rec)))
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(g.Listener(ln))
+	defer srv.Close()
+	client := &http.Client{Timeout: 2 * time.Second}
+	get := func(clientIP string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
+		req.Header.Set("X-Client", clientIP)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	for _, tc := range []struct {
+		client     string
+		want       int
+		retryAfter string
+	}{
+		{"198.51.100.1", 200, ""},
+		{"198.51.100.1", 429, "2"}, // one request every 2 s
+		{"198.51.100.2", 200, ""},  // same peer, another client
+		{"2001:db8::1", 200, ""},
+		{"2001:db8::2", 429, "2"}, // same /64 as 2001:db8::1
+	} {
+		code, ra := get(tc.client)
+		if code != tc.want || ra != tc.retryAfter {
+			t.Errorf("client %s: got %d (Retry-After %q), want %d (%q)", tc.client, code, ra, tc.want, tc.retryAfter)
+		}
+	}
+}
+
 func TestDNSDrops(t *testing.T) {
 	g := NewGuard(compile(t, "firewall:\n  rules: [{allow: udp, ports: [1-65535], from: [127.0.0.2]}]\n"))
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")

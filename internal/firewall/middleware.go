@@ -1,17 +1,25 @@
 package firewall
 
 import (
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
+
+	"gatehouse/internal/journey"
 )
 
 // Middleware enforces the per-source HTTP request rate (limits
 // requests_per_second): a request over it gets 429 with Retry-After and
 // counts as a violation towards a ban. A source banned while its
-// connection stays open gets 403 and the connection is closed. The source
-// is the peer of the connection, never a forwarded header.
+// connection stays open gets 403 and the connection is closed.
+//
+// The source is the request's client as the journey record names it (set
+// from a trusted proxy's forwarded header, when one is configured), else
+// the peer of the connection: behind a proxy, limits and bans must fall on
+// the clients, not on the proxy all of them share.
 func (g *Guard) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := g.policy.Load()
@@ -19,13 +27,8 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		ap, err := netip.ParseAddrPort(r.RemoteAddr)
-		if err != nil {
-			next.ServeHTTP(w, r)
-			return
-		}
-		src := ap.Addr().Unmap()
-		if p.exempted(src) {
+		src, ok := requestClient(r)
+		if !ok || p.exempted(src) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -46,12 +49,30 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 		case over:
 			g.sample(TCP, localPort(r), src, Verdict{Action: Deny, Rule: &g.limitRule[ViolationRequestRate]})
 			g.Report(src, ViolationRequestRate)
-			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Retry-After", retryAfter(p.limits.RequestsPerSecond))
 			http.Error(w, "429 too many requests", http.StatusTooManyRequests)
 		default:
 			next.ServeHTTP(w, r)
 		}
 	})
+}
+
+// requestClient is the address a request is attributed to.
+func requestClient(r *http.Request) (netip.Addr, bool) {
+	if rec := journey.From(r.Context()); rec != nil && rec.Client.IsValid() {
+		return rec.Client.Unmap(), true
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
+// retryAfter is the whole seconds until one more request fits a rate of
+// perSecond (RFC 9110 §10.2.3 allows only whole seconds).
+func retryAfter(perSecond float64) string {
+	return strconv.Itoa(int(max(1, math.Ceil(1/perSecond))))
 }
 
 func localPort(r *http.Request) uint16 {
