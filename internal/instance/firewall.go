@@ -2,10 +2,12 @@ package instance
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"strings"
 
 	"gatehouse/internal/firewall"
+	"gatehouse/internal/firewall/nft"
 	"gatehouse/internal/journey"
 )
 
@@ -36,5 +38,48 @@ func (in *Instance) observe(rec *journey.Record) {
 func (in *Instance) dnsAllowFor(port func() uint16) func(netip.AddrPort, string) bool {
 	return func(src netip.AddrPort, network string) bool {
 		return in.guard.AllowPacket(network, port(), src)
+	}
+}
+
+// applyNftables makes the kernel's `inet gatehouse` table match the policy
+// when the config asks for it, and removes it when it no longer does. It
+// runs before anything else of a reload changes: a table that cannot be
+// installed (no CAP_NET_ADMIN) refuses the config.
+func (in *Instance) applyNftables(p *firewall.Policy) error {
+	t := in.nft.Load()
+	if !p.Nftables().Enabled {
+		if t != nil {
+			in.nft.Store(nil)
+			return t.Remove()
+		}
+		return nil
+	}
+	if t == nil {
+		var err error
+		if t, err = nft.Open(nft.Options{}); err != nil {
+			return fmt.Errorf("firewall nftables: %w (it needs Linux and CAP_NET_ADMIN; set nftables: off to use the listener backend alone)", err)
+		}
+	}
+	if err := t.Apply(p, in.guard.Bans()); err != nil {
+		return fmt.Errorf("firewall nftables: %w", err)
+	}
+	in.nft.Store(t)
+	return nil
+}
+
+// banInKernel adds a new ban to the nftables table, when there is one.
+func (in *Instance) banInKernel(b firewall.Ban) {
+	if t := in.nft.Load(); t != nil {
+		if err := t.Ban(b); err != nil {
+			in.log.Warn("firewall: ban not added to nftables", "error", err.Error())
+		}
+	}
+}
+
+func (in *Instance) removeNftables() {
+	if t := in.nft.Swap(nil); t != nil {
+		if err := t.Remove(); err != nil {
+			in.log.Warn("firewall: nftables table not removed", "error", err.Error())
+		}
 	}
 }

@@ -38,6 +38,7 @@ import (
 	"gatehouse/internal/config"
 	"gatehouse/internal/dnsserver"
 	"gatehouse/internal/firewall"
+	"gatehouse/internal/firewall/nft"
 	"gatehouse/internal/journey"
 	"gatehouse/internal/metrics"
 	"gatehouse/internal/route"
@@ -82,6 +83,8 @@ type Instance struct {
 	// guard is the firewall: its policy follows the generation, its
 	// per-source state (limits, bans, counters) lives across reloads.
 	guard *firewall.Guard
+	// nft is the kernel table, when the config asks for nftables.
+	nft atomic.Pointer[nft.Table]
 
 	// mu serialises Start, Reload and Shutdown.
 	mu        sync.Mutex
@@ -116,6 +119,8 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 		listeners: map[listenerKey]*listener{}, transports: upstream.NewTransports(),
 		guard: firewall.NewGuard(nil),
 	}
+	in.guard.Logger = in.log
+	in.guard.OnBan = in.banInKernel
 	in.setupCerts()
 	g, err := in.compile(cfg, configuredPort(cfg.Listen.HTTPS))
 	if err != nil {

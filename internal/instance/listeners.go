@@ -152,6 +152,10 @@ func (in *Instance) apply(g *generation, initial bool) error {
 		}
 	}
 
+	if err := in.applyNftables(g.firewall); err != nil {
+		in.closeListeners(opened)
+		return err
+	}
 	commitDNS, err := in.applyDNS(g)
 	if err != nil {
 		in.closeListeners(opened)
