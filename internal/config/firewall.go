@@ -329,6 +329,7 @@ func (c *Config) validateFirewall(errs *ErrorList) {
 		errs.Warn(c.PosOf(&f.Nftables.Forward), "nftables forward has no effect while nftables is off: set nftables enabled: true")
 	}
 	c.checkSSHLockout(errs)
+	c.checkAdminLockout(errs)
 }
 
 func (c *Config) firewallCounts() bool {
@@ -506,7 +507,7 @@ func (a *ruleShape) overlaps(b *ruleShape) bool {
 // checkSSHLockout refuses a kernel policy that would drop the SSH session
 // this config is checked from (SSH_CONNECTION is "client port server port"):
 // the operator would lose the machine. The listener backend alone never
-// touches sshd, so only the nftables backend is checked.
+// touches sshd, so for SSH only the nftables backend is checked.
 func (c *Config) checkSSHLockout(errs *ErrorList) {
 	f := &c.Firewall
 	if !f.Nftables.Enabled || f.Force {
@@ -521,7 +522,39 @@ func (c *Config) checkSSHLockout(errs *ErrorList) {
 	if err1 != nil || err2 != nil {
 		return
 	}
-	client = client.Unmap()
+	c.checkLockout(errs, client.Unmap(), uint16(port), "the SSH session this config is checked from")
+}
+
+// checkAdminLockout refuses a policy that would deny the admin API to
+// `gatehouse reload` on this machine: the admin listener is behind the
+// firewall, and a policy that shuts it out could then only be undone by a
+// restart. The command connects from the loopback address of the admin
+// address's family.
+func (c *Config) checkAdminLockout(errs *ErrorList) {
+	f := &c.Firewall
+	if c.Admin.Listen == "" || f.Force {
+		return
+	}
+	ap, err := netip.ParseAddrPort(c.Admin.Listen)
+	if err != nil {
+		return // a host name or a bad address, reported by the admin checks
+	}
+	if ap.Port() == 0 {
+		return // chosen at start; the rules cannot name it
+	}
+	client := netip.MustParseAddr("127.0.0.1")
+	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		client = netip.IPv6Loopback()
+	} else if ap.Addr().Unmap().IsLoopback() {
+		client = ap.Addr().Unmap()
+	}
+	c.checkLockout(errs, client, ap.Port(), "the admin API (admin listen "+c.Admin.Listen+"), which gatehouse reload connects to")
+}
+
+// checkLockout adds an error when the deny files, the rules or the default
+// would refuse tcp/port from client; what names the connection cut.
+func (c *Config) checkLockout(errs *ErrorList, client netip.Addr, port uint16, what string) {
+	f := &c.Firewall
 	for i := range f.DenyFiles {
 		data, err := os.ReadFile(f.DenyFile(f.DenyFiles[i]))
 		if err != nil {
@@ -530,12 +563,12 @@ func (c *Config) checkSSHLockout(errs *ErrorList) {
 		entries, _ := ParseDenyList(data)
 		for _, e := range entries {
 			if e.Prefix.Contains(client) {
-				errs.Add(c.PosOf(&f.DenyFiles[i]), fmt.Sprintf("deny file %q (line %d: %s) holds %s, the address of your SSH session, so the kernel would cut it: remove that line, or set firewall force: true", f.DenyFiles[i], e.Line, e.Prefix, client))
+				errs.Add(c.PosOf(&f.DenyFiles[i]), fmt.Sprintf("deny file %q (line %d: %s) holds %s, the address of %s, so it would be cut: remove that line, or set firewall force: true", f.DenyFiles[i], e.Line, e.Prefix, client, what))
 				return
 			}
 		}
 	}
-	action, rule := f.Decide("tcp", uint16(port), client)
+	action, rule := f.Decide("tcp", port, client)
 	if action == "allow" {
 		return
 	}
@@ -546,5 +579,5 @@ func (c *Config) checkSSHLockout(errs *ErrorList) {
 	if at.Line == 0 {
 		at = c.PosOf(f)
 	}
-	errs.Add(at, fmt.Sprintf("%s would %s tcp/%d from %s, the SSH session this config is checked from, so the kernel would cut it: allow tcp port %d from %s first, or set firewall force: true", by, action, port, client, port, client))
+	errs.Add(at, fmt.Sprintf("%s would %s tcp/%d from %s, %s, so it would be cut: allow tcp port %d from %s first, or set firewall force: true", by, action, port, client, what, port, client))
 }

@@ -169,6 +169,54 @@ func TestSSHLockout(t *testing.T) {
 	}
 }
 
+func TestAdminLockout(t *testing.T) {
+	t.Setenv("SSH_CONNECTION", "")
+	tests := []struct {
+		desc, yaml, want string
+	}{
+		{"default denies the admin port", "admin: {listen: 127.0.0.1:2019}\nfirewall:\n  default: deny\n  rules:\n    - {allow: tcp, ports: [443]}\n",
+			`t.yaml:3:12: the default would deny tcp/2019 from 127.0.0.1, the admin API (admin listen 127.0.0.1:2019)`},
+		{"a rule rejects it", "admin: {listen: \"[::1]:2019\"}\nfirewall:\n  rules:\n    - {reject: any, from: [\"::1\"]}\n    - {allow: any}\n",
+			`t.yaml:4:7: rule 1 would reject tcp/2019 from ::1`},
+		{"allowed from loopback", "admin: {listen: 127.0.0.1:2019}\nfirewall:\n  default: deny\n  rules:\n    - {allow: tcp, ports: [2019], from: [127.0.0.0/8]}\n", ""},
+		{"forced", "admin: {listen: 127.0.0.1:2019}\nfirewall:\n  default: deny\n  force: true\n", ""},
+		{"admin off", "firewall:\n  default: deny\n", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			_, err := Parse(filepath.Join(t.TempDir(), "t.yaml"), []byte(tc.yaml))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v\nwant %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// The embedded default must never make a development server reachable from
+// the network: every port is denied to other hosts, and what it listens on
+// is open to this machine.
+func TestEmbeddedDefaultIsLoopbackOnly(t *testing.T) {
+	f := &Default().Firewall
+	for _, tc := range []struct {
+		proto string
+		port  uint16
+		src   string
+		want  string
+	}{
+		{"tcp", 8080, "127.0.0.1", "allow"}, {"tcp", 8443, "127.0.0.5", "allow"}, {"tcp", 2019, "127.0.0.1", "allow"},
+		{"tcp", 5000, "::1", "allow"}, {"tcp", 8053, "::1", "allow"}, {"udp", 8053, "127.0.0.1", "allow"},
+		{"tcp", 8443, "192.0.2.1", "deny"}, {"udp", 8053, "2001:db8::1", "deny"}, {"tcp", 2019, "10.0.0.1", "deny"},
+		{"tcp", 22, "198.51.100.7", "deny"},
+	} {
+		if got, _ := f.Decide(tc.proto, tc.port, netip.MustParseAddr(tc.src)); got != tc.want {
+			t.Errorf("%s/%d from %s: got %s, want %s", tc.proto, tc.port, tc.src, got, tc.want)
+		}
+	}
+}
+
 // FuzzParseDenyList checks that any file parses without panicking and that
 // every entry it keeps is a valid, masked prefix on a line that exists.
 func FuzzParseDenyList(f *testing.F) {
