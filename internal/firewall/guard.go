@@ -63,6 +63,9 @@ type Guard struct {
 	sampled   atomic.Uint64
 	limitHits [numViolations]atomic.Uint64
 	bansTotal atomic.Uint64
+	// Denials by bans and by each limit, for the metrics.
+	banDenied   atomic.Uint64
+	limitDenied [3]atomic.Uint64
 
 	// Verdicts on bans and limits name these rules.
 	banRule   Rule
@@ -201,15 +204,18 @@ func (g *Guard) admitConn(port uint16, src netip.Addr) (v Verdict, tracked bool)
 	if p == nil {
 		return Verdict{Action: Allow}, false
 	}
+	// A rule's counters count what it decided: a connection its allow
+	// let through, not one a ban or a limit shut out after it.
 	v = p.Check(TCP, port, src)
-	p.count(v)
 	if !v.Allowed() {
+		p.count(v)
 		g.sample(TCP, port, src, v)
 		return v, false
 	}
 	lim := &p.limits
 	limited := lim.Connections > 0 || lim.ConnectionsPerSecond > 0
 	if !limited && g.banned.Load() == 0 || p.exempted(src) {
+		p.count(v)
 		return v, false
 	}
 	now := time.Now()
@@ -221,6 +227,7 @@ func (g *Guard) admitConn(port uint16, src netip.Addr) (v Verdict, tracked bool)
 	switch {
 	case st == nil:
 		s.mu.Unlock()
+		p.count(v)
 		return v, false
 	case isBanned(st, now):
 		s.mu.Unlock()
@@ -234,6 +241,7 @@ func (g *Guard) admitConn(port uint16, src netip.Addr) (v Verdict, tracked bool)
 	default:
 		st.conns++
 		s.mu.Unlock()
+		p.count(v)
 		return v, true
 	}
 	s.mu.Unlock()
@@ -269,10 +277,10 @@ func (g *Guard) AllowPacket(network string, local uint16, src netip.AddrPort) bo
 	}
 	a := src.Addr()
 	v := p.Check(proto, local, a)
-	p.count(v)
 	if v.Allowed() && g.banned.Load() > 0 && g.isBannedAddr(a) {
 		v = Verdict{Action: Deny, Rule: &g.banRule}
 	}
+	p.count(v)
 	if !v.Allowed() {
 		g.sample(proto, local, a, v)
 	}

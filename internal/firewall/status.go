@@ -83,6 +83,16 @@ func (g *Guard) Status() Status {
 // a flood must not turn the log into a flood of its own.
 func (g *Guard) sample(proto Proto, port uint16, src netip.Addr, v Verdict) {
 	g.denied.Add(1)
+	switch v.Rule.Kind {
+	case KindBan:
+		g.banDenied.Add(1)
+	case KindLimit:
+		for i := range g.limitRule {
+			if v.Rule == &g.limitRule[i] {
+				g.limitDenied[i].Add(1)
+			}
+		}
+	}
 	if !g.sampler.Allow() {
 		return
 	}
