@@ -253,3 +253,29 @@ func FuzzPortRange(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidateFirewall checks that any firewall section, however broken,
+// gives errors or warnings and never a panic, and that a section accepted
+// has rules the plain reading can decide.
+func FuzzValidateFirewall(f *testing.F) {
+	f.Add("default: deny\nrules:\n  - {allow: tcp, ports: [80, 443], description: web}\n  - {deny: any, from: [203.0.113.0/24]}\n") // valid
+	f.Add("rules:\n  - {allow: tcp, deny: udp}\n  - {reject: icmp, ports: [0, 9-1, x]}\n")                                          // two actions, bad protocol and ports
+	f.Add("rules:\n  - {allow: any}\n  - {deny: tcp, ports: [22], from: [\"2001:db8::/32\"]}\n")                                    // shadowed
+	f.Add("rules:\n  - {allow: udp, from: [10.0.0.1/8, 300.1.1.1, \"::ffff:1.2.3.4/120\"]}\n")                                      // bits past the length, bad address
+	f.Add("limits: {connections: -1, requests_per_second: -2, exempt: [x]}\nbans: {after: 100000}\nnftables: {forward: true}\n")    // bad limits
+	f.Add("rules: 7\ndeny_files: [/nonexistent/x]\n")                                                                               // wrong shape
+	f.Fuzz(func(t *testing.T, section string) {
+		t.Setenv("SSH_CONNECTION", "")
+		lines := strings.Split(section, "\n")
+		for i := range lines {
+			lines[i] = "  " + lines[i]
+		}
+		c, err := Parse("t.yaml", []byte("firewall:\n"+strings.Join(lines, "\n")))
+		if err != nil {
+			return
+		}
+		for _, proto := range []string{"tcp", "udp"} {
+			c.Firewall.Decide(proto, 443, netip.MustParseAddr("192.0.2.1"))
+		}
+	})
+}
