@@ -331,7 +331,7 @@ func TestEmbeddedDefaultFirewall(t *testing.T) {
 	c, err := config.Parse("default.yaml", []byte(`firewall:
   default: deny
   rules:
-    - {allow: tcp, ports: [8080, 8443, 8053], from: [127.0.0.0/8, "::1"], description: this machine only}
+    - {allow: tcp, ports: [8080, 8443, 8053, 2019, 5000], from: [127.0.0.0/8, "::1"], description: this machine only}
     - {allow: udp, ports: [8053], from: [127.0.0.0/8, "::1"], description: this machine only}
 `))
 	if err != nil || len(c.Warnings) > 0 {
@@ -348,6 +348,7 @@ func TestEmbeddedDefaultFirewall(t *testing.T) {
 		want  bool
 	}{
 		{TCP, 8443, "127.0.0.1", true}, {TCP, 8080, "127.9.9.9", true}, {UDP, 8053, "::1", true}, {TCP, 8053, "::1", true},
+		{TCP, 2019, "127.0.0.1", true}, {TCP, 5000, "::1", true}, {TCP, 2019, "192.0.2.1", false}, {UDP, 5000, "127.0.0.1", false},
 		{TCP, 8443, "192.0.2.1", false}, {UDP, 8053, "2001:db8::1", false}, {UDP, 8080, "127.0.0.1", false}, {TCP, 22, "127.0.0.1", false},
 	} {
 		if got := p.Check(tc.proto, tc.port, netip.MustParseAddr(tc.src)).Allowed(); got != tc.want {
