@@ -301,18 +301,29 @@ func BenchmarkCheck(b *testing.B) {
 	for _, rl := range p.Rules() {
 		n += len(rl.From)
 	}
-	probes := make([]netip.Addr, 1024)
-	ports := make([]uint16, 1024)
-	for i := range probes {
-		probes[i], ports[i] = randomProbe(r)
+	// Probes fall where the rules are, so lookups find entries at many
+	// prefix lengths: the index's worst case.
+	var probes [2][]netip.Addr
+	var ports [2][]uint16
+	for len(probes[0]) < 1024 || len(probes[1]) < 1024 {
+		a, port := randomProbe(r)
+		fam := 0
+		if a.Is6() {
+			fam = 1
+		}
+		probes[fam] = append(probes[fam], a)
+		ports[fam] = append(ports[fam], port)
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		p.Check(TCP, ports[i%1024], probes[i%1024])
+	for fam, name := range []string{"ipv4", "ipv6"} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				p.Check(TCP, ports[fam][i%1024], probes[fam][i%1024])
+			}
+			b.ReportMetric(float64(n), "cidrs")
+			b.ReportMetric(float64(len(p.Rules())), "rules")
+		})
 	}
-	b.ReportMetric(float64(n), "cidrs")
-	b.ReportMetric(float64(len(p.Rules())), "rules")
 }
 
 // BenchmarkCheckSmall is the verdict path with a typical handful of rules.
@@ -354,5 +365,37 @@ func TestEmbeddedDefaultFirewall(t *testing.T) {
 		if got := p.Check(tc.proto, tc.port, netip.MustParseAddr(tc.src)).Allowed(); got != tc.want {
 			t.Errorf("%s/%d from %s: allowed %v, want %v", tc.proto, tc.port, tc.src, got, tc.want)
 		}
+	}
+}
+
+// BenchmarkCheckDenyList is a common shape: a few rules behind a
+// 100,000-line deny list of addresses and networks spread over the whole
+// IPv4 space, as blocklists are.
+func BenchmarkCheckDenyList(b *testing.B) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var deny strings.Builder
+	lens := []int{32, 32, 32, 24, 24, 22, 20, 16}
+	for range 100000 {
+		a := netip.AddrFrom4([4]byte{byte(1 + r.IntN(223)), byte(r.IntN(256)), byte(r.IntN(256)), byte(r.IntN(256))})
+		pf, _ := a.Prefix(lens[r.IntN(len(lens))])
+		fmt.Fprintln(&deny, pf)
+	}
+	dir := b.TempDir()
+	os.WriteFile(filepath.Join(dir, "deny.list"), []byte(deny.String()), 0o644)
+	c, err := config.Parse(filepath.Join(dir, "t.yaml"), []byte(webPolicy+"  deny_files: [deny.list]\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := Compile(c.Firewall)
+	if err != nil {
+		b.Fatal(err)
+	}
+	probes := make([]netip.Addr, 1024)
+	for i := range probes {
+		probes[i] = netip.AddrFrom4([4]byte{byte(1 + r.IntN(223)), byte(r.IntN(256)), byte(r.IntN(256)), byte(r.IntN(256))})
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		p.Check(TCP, 443, probes[i%1024])
 	}
 }
