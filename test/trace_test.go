@@ -161,14 +161,7 @@ func TestTraceGolden(t *testing.T) {
 				t.Errorf("OK = %v, want %v", res.OK, tc.ok)
 			}
 			got := traceText(res)
-			golden := filepath.Join("testdata", "trace_"+tc.name+".golden")
-			if *update {
-				os.WriteFile(golden, []byte(got), 0o644)
-			}
-			want, _ := os.ReadFile(golden)
-			if got != string(want) {
-				t.Errorf("trace differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
-			}
+			checkGolden(t, "trace_"+tc.name+".golden", got)
 		})
 	}
 }
@@ -228,14 +221,7 @@ func TestTraceEmbeddedDefault(t *testing.T) {
 	if !res.OK {
 		t.Fatalf("trace failed:\n%s", got)
 	}
-	golden := filepath.Join("testdata", "trace_default.golden")
-	if *update {
-		os.WriteFile(golden, []byte(got), 0o644)
-	}
-	want, _ := os.ReadFile(golden)
-	if got != string(want) {
-		t.Errorf("trace differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
-	}
+	checkGolden(t, "trace_default.golden", got)
 }
 
 // TestTraceFirewallDeny: a source the firewall denies sees its connection
@@ -257,15 +243,21 @@ sites:
 	if res.OK {
 		t.Fatalf("a denied source completed the journey:\n%s", got)
 	}
-	golden := filepath.Join("testdata", "trace_firewall_deny.golden")
+	checkGolden(t, "trace_firewall_deny.golden", got)
+	if st := g.Status()["firewall"]; !strings.Contains(fmt.Sprintf("%+v", st), "127.0.0.1") {
+		t.Errorf("the firewall status does not show the denied source: %+v", st)
+	}
+}
+
+// checkGolden compares got with testdata/name, rewriting it with -update.
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	golden := filepath.Join("testdata", name)
 	if *update {
 		os.WriteFile(golden, []byte(got), 0o644)
 	}
 	want, _ := os.ReadFile(golden)
 	if got != string(want) {
-		t.Errorf("trace differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
-	}
-	if st := g.Status()["firewall"]; !strings.Contains(fmt.Sprintf("%+v", st), "127.0.0.1") {
-		t.Errorf("the firewall status does not show the denied source: %+v", st)
+		t.Errorf("output differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
 	}
 }
