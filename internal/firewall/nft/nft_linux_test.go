@@ -252,3 +252,94 @@ func policy(t *testing.T, yaml string) *firewall.Policy {
 	}
 	return p
 }
+
+// TestKernelFiltersForwarded: a published port reached through DNAT (as
+// Docker's -p does) goes through the forward hook and never the input one,
+// so only the forward option filters it, on the port the client asked for.
+func TestKernelFiltersForwarded(t *testing.T) {
+	requireSystem(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		if os.Getenv("GATEHOUSE_REQUIRE_SYSTEM") == "1" {
+			t.Fatal("needs the nft command to set up DNAT (GATEHOUSE_REQUIRE_SYSTEM=1)")
+		}
+		t.Skip("needs the nft command to set up DNAT (apt-get install nftables)")
+	}
+	id := os.Getpid() % 100000
+	cli, rtr, back := fmt.Sprintf("ghfw-fc%d", id), fmt.Sprintf("ghfw-fr%d", id), fmt.Sprintf("ghfw-fb%d", id)
+	cliNS, rtrNS, backNS := netns(t, cli), netns(t, rtr), netns(t, back)
+	v1, v2 := fmt.Sprintf("ghf%da", id), fmt.Sprintf("ghf%db", id)
+	run(t, "ip", "link", "add", v1, "netns", cli, "type", "veth", "peer", "name", v1+"r", "netns", rtr)
+	run(t, "ip", "link", "add", v2, "netns", back, "type", "veth", "peer", "name", v2+"r", "netns", rtr)
+	for _, a := range [][]string{
+		{cli, "10.250.8.2/24", v1}, {cli, "10.250.8.3/24", v1}, {rtr, "10.250.8.1/24", v1 + "r"},
+		{rtr, "10.250.9.1/24", v2 + "r"}, {back, "10.250.9.2/24", v2},
+	} {
+		run(t, "ip", "-n", a[0], "addr", "add", a[1], "dev", a[2])
+		run(t, "ip", "-n", a[0], "link", "set", a[2], "up")
+	}
+	run(t, "ip", "-n", back, "route", "add", "default", "via", "10.250.9.1")
+	run(t, "ip", "netns", "exec", rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	// The publishing program's DNAT: router:8080 → backend:8081.
+	run(t, "ip", "netns", "exec", rtr, "nft", "add table ip pub; add chain ip pub pre { type nat hook prerouting priority -100; }; add rule ip pub pre tcp dport 8080 dnat to 10.250.9.2:8081")
+
+	inNS(t, backNS, func() {
+		ln, err := net.Listen("tcp", "10.250.9.2:8081")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte("ok"))
+				c.Close()
+			}
+		}()
+	})
+	reaches := func(src string) bool {
+		var c net.Conn
+		var err error
+		inNS(t, cliNS, func() {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 400 * time.Millisecond}
+			c, err = d.Dial("tcp", "10.250.8.1:8080")
+		})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = io.ReadFull(c, make([]byte, 2))
+		return err == nil
+	}
+
+	tbl, err := Open(Options{NetNS: rtrNS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tbl.Remove()
+	const rules = "  default: deny\n  rules: [{allow: tcp, ports: [8080], from: [10.250.8.2]}]\n"
+	for _, tc := range []struct {
+		desc      string
+		nftables  string
+		fromTwo, fromThree bool // 10.250.8.2 and .3 reach the backend
+	}{
+		{"no table", "", true, true},
+		{"input chain only", "{enabled: true}", true, true},
+		{"forward chain", "{enabled: true, forward: true}", true, false},
+	} {
+		if tc.nftables != "" {
+			if err := tbl.Apply(policy(t, "firewall:\n  nftables: "+tc.nftables+"\n"+rules), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := reaches("10.250.8.2"); got != tc.fromTwo {
+			t.Errorf("%s: 10.250.8.2 reached the backend %v, want %v", tc.desc, got, tc.fromTwo)
+		}
+		if got := reaches("10.250.8.3"); got != tc.fromThree {
+			t.Errorf("%s: 10.250.8.3 reached the backend %v, want %v", tc.desc, got, tc.fromThree)
+		}
+	}
+}
