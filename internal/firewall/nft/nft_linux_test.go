@@ -322,8 +322,8 @@ func TestKernelFiltersForwarded(t *testing.T) {
 	defer tbl.Remove()
 	const rules = "  default: deny\n  rules: [{allow: tcp, ports: [8080], from: [10.250.8.2]}]\n"
 	for _, tc := range []struct {
-		desc      string
-		nftables  string
+		desc               string
+		nftables           string
 		fromTwo, fromThree bool // 10.250.8.2 and .3 reach the backend
 	}{
 		{"no table", "", true, true},
