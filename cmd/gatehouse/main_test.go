@@ -274,3 +274,51 @@ func TestFirewallExplainCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchReloads runs gatehouse with --watch and edits its config: the
+// new route answers without a signal or a command.
+func TestWatchReloads(t *testing.T) {
+	port := freePort(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gatehouse.yaml")
+	write := func(body string) {
+		os.WriteFile(path+".tmp", []byte(fmt.Sprintf("listen: {http: [\"127.0.0.1:%d\"], https: [\"127.0.0.1:0\"]}\nsites:\n  - hosts: [example.org]\n    tls: off\n    routes: [{path: /, respond: %s}]\n", port, body)), 0o644)
+		os.Rename(path+".tmp", path) // as editors and config managers save
+	}
+	write("before")
+	cmd := gatehouse("run", "--watch", "-c", path, "--data", filepath.Join(dir, "data"))
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	lines := bufio.NewScanner(stderr)
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), "gatehouse started") {
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	get := func() string {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
+		req.Host = "example.org"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := get(); got != "before" {
+		t.Fatalf("before the edit: %q", got)
+	}
+	write("after")
+	deadline := time.Now().Add(5 * time.Second)
+	for get() != "after" && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := get(); got != "after" {
+		t.Errorf("after the edit: %q", got)
+	}
+}

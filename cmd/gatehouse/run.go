@@ -115,6 +115,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	flags.SetOutput(stderr)
 	cf := commonFlags{warn: stderr}
 	cf.register(flags)
+	watch := flags.Bool("watch", false, "reload when the config file changes")
 	if err := flags.Parse(args); err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -159,6 +160,12 @@ func cmdRun(args []string, stderr io.Writer) error {
 		return err
 	}
 	printWelcome(stderr, cfg, in, dir)
+	if *watch && cfg.File != config.DefaultName {
+		// Errors are logged by ReloadFile; the old config keeps serving.
+		if err := watchConfig(ctx, cfg.File, log, func() { in.ReloadFile() }); err != nil {
+			log.Warn("cannot watch the config file; reload with SIGHUP or gatehouse reload", "error", err.Error())
+		}
+	}
 	log.Info("gatehouse started", "config", cfg.File)
 
 	signals := make(chan os.Signal, 1)
