@@ -170,6 +170,9 @@ func TestMetrics(t *testing.T) {
 	if got := sum("gatehouse_certificate_expiry_timestamp_seconds", map[string]string{"source": "internal"}); got < float64(time.Now().Unix()) {
 		t.Errorf("certificate expiry = %v, want the local root's expiry", got)
 	}
+	if got := sum("gatehouse_firewall_verdicts_total", nil); got < 1 {
+		t.Errorf("firewall verdicts = %v, want the connections counted", got)
+	}
 	// A refused config counts as a failed reload.
 	adminDo(t, g, "POST", "/load", "tok", nil, "sites: [{hosts: []}]")
 	_, body = adminDo(t, g, "GET", "/metrics", "tok", nil, "")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io/fs"
 	"net/http"
 	"os"
@@ -164,4 +165,13 @@ func (in *Instance) dnsStatus() any {
 		return nil
 	}
 	return in.dns.Status()
+}
+
+// registerCollectors adds the rooms' own metrics, read when Prometheus
+// scrapes: certificate expiry, DNS answers by rcode, firewall verdicts.
+func (in *Instance) registerCollectors() {
+	in.metrics.Register(newCertCollector(in.certs))
+	in.metrics.Register(&dnsCollector{in: in, desc: prometheus.NewDesc("gatehouse_dns_responses_total",
+		"DNS answers sent, by rcode.", []string{"rcode"}, nil)})
+	in.metrics.Register(in.guard.Collector())
 }

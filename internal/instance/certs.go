@@ -14,9 +14,6 @@ func (in *Instance) setupCerts() {
 	in.certs.DataDir = in.opts.DataDir
 	in.certs.Log = in.log
 	in.certs.DNS = in // DNS-01 answers come from gatehouse's own DNS
-	in.metrics.Register(newCertCollector(in.certs))
-	in.metrics.Register(&dnsCollector{in: in, desc: prometheus.NewDesc("gatehouse_dns_responses_total",
-		"DNS answers sent, by rcode.", []string{"rcode"}, nil)})
 }
 
 // manageCerts starts or updates ACME for the generation just applied,

@@ -29,8 +29,18 @@ func (in *Instance) reportHandshakeFailure(line []byte) {
 // towards floods.
 func (in *Instance) observe(rec *journey.Record) {
 	in.metrics.ObserveRequest(rec)
-	if rec.Status >= 400 && rec.Status < 500 && rec.Status != 401 && rec.Status != 407 {
-		in.guard.Report(rec.Peer.Addr(), firewall.ViolationHTTPError)
+	switch {
+	case rec.Status < 400 || rec.Status >= 500:
+	case rec.Status == 429 || rec.Status == 403 && rec.Handler == "":
+		// The firewall's own answers are counted by the firewall.
+	case rec.Status == 401 || rec.Status == 407:
+		// Asking for credentials is not abuse.
+	default:
+		src := rec.Peer.Addr()
+		if rec.Client.IsValid() {
+			src = rec.Client // behind a trusted proxy, the client, not the proxy
+		}
+		in.guard.Report(src, firewall.ViolationHTTPError)
 	}
 }
 

@@ -122,6 +122,7 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 	in.guard.Logger = in.log
 	in.guard.OnBan = in.banInKernel
 	in.setupCerts()
+	in.registerCollectors()
 	g, err := in.compile(cfg, configuredPort(cfg.Listen.HTTPS))
 	if err != nil {
 		return nil, err
