@@ -7,4 +7,18 @@ type CORS struct {
 	Origins []string `yaml:"origins"`
 }
 
-func (c *Config) validateCORS(errs *ErrorList) {}
+// validateCORS refuses cors policies until they are enforced at the edge:
+// accepting a policy that nothing applies would look like protection.
+func (c *Config) validateCORS(errs *ErrorList) {
+	for i := range c.Sites {
+		s := &c.Sites[i]
+		if s.CORS != nil {
+			errs.Add(c.PosOf(s.CORS), "cors is not enforced by gatehouse yet: answer CORS in the backend, and remove this key")
+		}
+		for j := range s.Routes {
+			if r := &s.Routes[j]; r.CORS != nil {
+				errs.Add(c.PosOf(r.CORS), "cors is not enforced by gatehouse yet: answer CORS in the backend, and remove this key")
+			}
+		}
+	}
+}
