@@ -1,66 +1,88 @@
 // Package static owns serving files from a folder: content types from a
 // table compiled in (the same on every machine), ETag and Last-Modified with
 // 304s, ranges, index files, an optional single-page-app fallback,
-// precompressed siblings, and refusal of everything outside the folder:
-// traversal, dotfiles, and symlinks that lead out (os.Root confines every
-// open to the folder).
+// precompressed siblings, an optional directory listing, and refusal of
+// everything outside the folder: traversal, dotfiles, and symlinks that lead
+// out (os.Root confines every open to the folder).
 //
-// Conditional requests and ranges are left to http.ServeContent, which is
-// well tested against the RFCs; this package decides which file answers.
+// A plain GET is answered here from header values built once per version of
+// a file. Requests with conditions or ranges go to http.ServeContent, which
+// is well tested against RFC 9110 (weak and strong comparison, If-Range,
+// multipart/byteranges, 416): this package decides which file answers and
+// leaves that arithmetic to it.
 package static
 
 import (
 	"bytes"
 	"fmt"
-	"html"
 	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 
 	"gatehouse/internal/config"
 )
 
-// Handler serves one folder.
+// Handler serves one folder. It is built per config generation; Close it
+// when the generation is retired.
 type Handler struct {
 	root     *os.Root
 	cache    *fileCache
 	index    []string
-	fallback string // "" unless spa
+	fallback string // a name inside the root; "" unless spa
 	browse   bool
 }
 
 // New opens cfg.Root. The folder stays open for the handler's life, so a
 // folder renamed away keeps being served until the next reload.
 func New(cfg config.Static) (*Handler, error) {
+	h := &Handler{cache: newFileCache(), index: cfg.Index, browse: cfg.Browse}
+	if len(h.index) == 0 {
+		h.index = []string{"index.html"}
+	}
+	for _, idx := range h.index {
+		if idx == "" || strings.ContainsAny(idx, "/\\\x00") || idx[0] == '.' {
+			return nil, fmt.Errorf("static index %q must be a plain file name such as index.html", idx)
+		}
+	}
+	if cfg.SPA {
+		fb := cfg.Fallback
+		if fb == "" {
+			fb = "/index.html"
+		}
+		name, ok := cleanName(fb)
+		if !ok || name == "." {
+			return nil, fmt.Errorf("static fallback %q must name a file inside the root, such as /index.html", fb)
+		}
+		h.fallback = name
+	}
 	root, err := os.OpenRoot(cfg.Root)
 	if err != nil {
 		return nil, fmt.Errorf("opening static root: %w", err)
 	}
-	h := &Handler{root: root, cache: newFileCache(), index: cfg.Index, browse: cfg.Browse}
-	if len(h.index) == 0 {
-		h.index = []string{"index.html"}
-	}
-	if cfg.SPA {
-		h.fallback = cfg.Fallback
-		if h.fallback == "" {
-			h.fallback = "/index.html"
-		}
-	}
+	h.root = root
 	return h, nil
 }
 
 // Close releases the folder.
 func (h *Handler) Close() error { return h.root.Close() }
 
+// Header values shared by every response; never written through.
+var (
+	allowGetHead = []string{"GET, HEAD"}
+	nosniff      = []string{"nosniff"}
+	bytesUnit    = []string{"bytes"}
+	varyEncoding = []string{"Accept-Encoding"}
+	htmlType     = []string{"text/html; charset=utf-8"}
+)
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
+		w.Header()["Allow"] = allowGetHead
 		http.Error(w, "405 Method Not Allowed", http.StatusMethodNotAllowed)
 		return
 	}
@@ -72,12 +94,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fi, err := h.root.Stat(name)
 	if err == nil && fi.IsDir() {
 		if !strings.HasSuffix(r.URL.Path, "/") {
-			// As nginx does: /docs → /docs/, so relative links work. The
-			// target is relative: under strip_prefix the handler does not
-			// know the path the client used.
-			target := (&url.URL{Path: path.Base(r.URL.Path) + "/", RawQuery: r.URL.RawQuery}).String()
-			w.Header().Set("Location", target)
-			w.WriteHeader(http.StatusMovedPermanently)
+			redirectToDir(w, r)
 			return
 		}
 		dir := name
@@ -88,86 +105,168 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil && h.fallback != "" && wantsPage(r, name) {
-		name = strings.TrimPrefix(h.fallback, "/")
+		name = h.fallback
 		fi, err = h.root.Stat(name)
 	}
 	if err != nil || !fi.Mode().IsRegular() {
 		notFound(w)
 		return
 	}
-	hdr := w.Header()
-	ctype := contentType(fi.Name())
-	hdr.Set("Content-Type", ctype)
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	if compressible(ctype) {
-		hdr.Add("Vary", "Accept-Encoding")
+	h.serveFile(w, r, name, fi)
+}
+
+// redirectToDir sends /docs to /docs/ as nginx does, so relative links in
+// the index page work. The target is relative (docs/): under strip_prefix
+// the handler does not know the path the client used, and a relative
+// reference resolves against it.
+func redirectToDir(w http.ResponseWriter, r *http.Request) {
+	base := path.Base(r.URL.Path)
+	if base == "." || base == "/" {
+		base = "."
 	}
-	if enc, ename, efi := h.precompressed(r, name); enc != "" {
-		hdr.Set("Content-Encoding", enc)
-		name, fi = ename, efi
+	target := (&url.URL{Path: base + "/", RawQuery: r.URL.RawQuery}).String()
+	w.Header()["Location"] = []string{target}
+	w.WriteHeader(http.StatusMovedPermanently)
+}
+
+func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, name string, fi fs.FileInfo) {
+	ct := contentType(name)
+	var enc []string
+	if ct.compressible {
+		var ename string
+		var efi fs.FileInfo
+		if enc, ename, efi = h.precompressed(r, name); enc != nil {
+			name, fi = ename, efi
+		}
 	}
-	body, done, fi, err := h.content(name, fi)
+	e, f, err := h.load(name, fi)
 	if err != nil {
 		notFound(w)
 		return
 	}
-	defer done()
-	hdr.Set("ETag", etag(fi))
-	http.ServeContent(w, r, "", fi.ModTime(), body)
+	if f != nil {
+		defer f.Close()
+	}
+	hdr := w.Header()
+	hdr["Content-Type"] = ct.value
+	hdr["X-Content-Type-Options"] = nosniff
+	if ct.compressible {
+		// Whether or not a sibling exists now, the answer depends on
+		// Accept-Encoding, and caches must know it.
+		if v := hdr["Vary"]; len(v) == 0 {
+			hdr["Vary"] = varyEncoding
+		} else {
+			hdr["Vary"] = append(v[:len(v):len(v)], varyEncoding[0])
+		}
+	}
+	if enc != nil {
+		hdr["Content-Encoding"] = enc
+	}
+	hdr["Etag"] = e.etag
+	if conditional(r) {
+		var body io.ReadSeeker = f
+		if f == nil {
+			body = bytes.NewReader(e.data)
+		}
+		http.ServeContent(w, r, "", e.mtime, body)
+		return
+	}
+	hdr["Last-Modified"] = e.lastMod
+	hdr["Content-Length"] = e.length
+	hdr["Accept-Ranges"] = bytesUnit
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if f == nil {
+		w.Write(e.data)
+		return
+	}
+	// The ResponseWriter's ReadFrom turns this into sendfile on plain TCP.
+	// CopyN keeps to the length announced if the file grows meanwhile.
+	io.CopyN(w, f, e.size)
 }
 
-// content returns the file's bytes to serve. Small files come from a cache
-// checked against the file's size and modification time, which saves the
-// open, read and close (and Go's poller registration) on every request;
-// large ones are opened and go out by sendfile.
-func (h *Handler) content(name string, fi fs.FileInfo) (io.ReadSeeker, func(), fs.FileInfo, error) {
+// conditional reports whether the request has headers that http.ServeContent
+// must weigh. Header keys arrive canonical, so plain map lookups do.
+func conditional(r *http.Request) bool {
+	h := r.Header
+	return h["Range"] != nil || h["If-None-Match"] != nil || h["If-Modified-Since"] != nil ||
+		h["If-Match"] != nil || h["If-Unmodified-Since"] != nil
+}
+
+// load returns the entry for name and, for a file too large to keep in
+// memory, the open file to send from. Small files come from the cache,
+// which saves the open, read and close on every request.
+func (h *Handler) load(name string, fi fs.FileInfo) (*entry, *os.File, error) {
 	if fi.Size() <= maxCachedFile {
-		if c := h.cache.get(name, fi); c != nil {
-			return bytes.NewReader(c.data), func() {}, c.fi, nil
+		if e := h.cache.get(name, fi); e != nil {
+			return e, nil, nil
 		}
 	}
 	f, err := h.root.Open(name)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	ofi, err := f.Stat()
 	if err != nil || !ofi.Mode().IsRegular() {
 		f.Close()
-		return nil, nil, nil, fs.ErrNotExist
+		return nil, nil, fs.ErrNotExist
 	}
-	if ofi.Size() <= maxCachedFile {
-		data, err := io.ReadAll(io.LimitReader(f, maxCachedFile+1))
-		f.Close()
-		if err != nil || int64(len(data)) != ofi.Size() {
-			return nil, nil, nil, fs.ErrNotExist
+	if ofi.Size() > maxCachedFile {
+		e := h.cache.get(name, ofi)
+		if e == nil {
+			e = newEntry(ofi, nil)
+			h.cache.put(name, e)
 		}
-		h.cache.put(name, &cached{data: data, fi: ofi})
-		return bytes.NewReader(data), func() {}, ofi, nil
+		return e, f, nil
 	}
-	return f, func() { f.Close() }, ofi, nil
+	data := make([]byte, ofi.Size())
+	_, err = io.ReadFull(f, data)
+	f.Close()
+	if err != nil {
+		return nil, nil, fs.ErrNotExist // shrank while read: it is being rewritten
+	}
+	e := newEntry(ofi, data)
+	h.cache.put(name, e)
+	return e, nil, nil
 }
 
 // cleanName turns a URL path into a name inside the root, refusing what no
-// file may be asked by: dotfiles (but .well-known), NUL, backslashes.
+// file may be asked by: NUL, backslashes (a path separator to some tools
+// and never one here), and dotfiles, except a leading .well-known. Cleaning
+// a rooted path can never climb above it, so .. and its encodings (which
+// net/http has already decoded) end inside the root.
 func cleanName(p string) (string, bool) {
 	if strings.ContainsAny(p, "\x00\\") {
 		return "", false
 	}
-	name := strings.TrimPrefix(path.Clean("/"+p), "/")
-	if name == "" {
-		name = "."
+	if p == "" || p[0] != '/' {
+		p = "/" + p
 	}
-	for _, seg := range strings.Split(name, "/") {
-		if strings.HasPrefix(seg, ".") && seg != "." && seg != ".well-known" {
-			return "", false
-		}
+	name := path.Clean(p)[1:]
+	if name == "" {
+		return ".", true
+	}
+	if name[0] != '.' && !strings.Contains(name, "/.") {
+		return name, true
+	}
+	rest := name
+	if r, ok := strings.CutPrefix(name, ".well-known"); ok && (r == "" || r[0] == '/') {
+		rest = r
+	}
+	if (rest != "" && rest[0] == '.') || strings.Contains(rest, "/.") {
+		return "", false
 	}
 	return name, true
 }
 
 func (h *Handler) findIndex(dir string) (string, fs.FileInfo, error) {
 	for _, idx := range h.index {
-		name := path.Join(dir, idx)
+		name := idx
+		if dir != "." {
+			name = dir + "/" + idx
+		}
 		if fi, err := h.root.Stat(name); err == nil && fi.Mode().IsRegular() {
 			return name, fi, nil
 		}
@@ -176,89 +275,86 @@ func (h *Handler) findIndex(dir string) (string, fs.FileInfo, error) {
 }
 
 // wantsPage reports whether a missing path should get the app's page: a
-// browser navigating (Accept has text/html) or a path without an extension.
-// A missing /app.js stays a 404, so a broken asset is not hidden.
+// browser navigating (its Accept names text/html) or a path without an
+// extension (a client-side route). A missing /app.js fetched by a script
+// stays a 404, so a broken deploy is not hidden behind an HTML page that
+// the browser then refuses to run.
 func wantsPage(r *http.Request, name string) bool {
-	return strings.Contains(r.Header.Get("Accept"), "text/html") || path.Ext(name) == ""
+	return path.Ext(name) == "" || strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
-// precompressed finds name.br or name.gz when the client accepts them.
-func (h *Handler) precompressed(r *http.Request, name string) (string, string, fs.FileInfo) {
-	ae := r.Header.Get("Accept-Encoding")
-	if ae == "" {
-		return "", "", nil
+// encodings are the precompressed siblings looked for, best first: brotli
+// is smaller than gzip for the same text.
+var encodings = []struct {
+	token, ext string
+	header     []string
+}{
+	{"br", ".br", []string{"br"}},
+	{"gzip", ".gz", []string{"gzip"}},
+}
+
+// precompressed finds name.br or name.gz when the client accepts them, as
+// nginx's gzip_static and Caddy's precompressed do.
+func (h *Handler) precompressed(r *http.Request, name string) ([]string, string, fs.FileInfo) {
+	ae := r.Header["Accept-Encoding"]
+	if len(ae) == 0 {
+		return nil, "", nil
 	}
-	for _, c := range []struct{ enc, ext string }{{"br", ".br"}, {"gzip", ".gz"}} {
-		if !acceptsEncoding(ae, c.enc) {
+	for _, c := range encodings {
+		if !acceptsEncoding(ae, c.token) {
 			continue
 		}
-		if fi, err := h.root.Stat(name + c.ext); err == nil && fi.Mode().IsRegular() {
-			return c.enc, name + c.ext, fi
+		sib := name + c.ext
+		if fi, err := h.root.Stat(sib); err == nil && fi.Mode().IsRegular() {
+			return c.header, sib, fi
 		}
 	}
-	return "", "", nil
+	return nil, "", nil
 }
 
-// acceptsEncoding reports whether an Accept-Encoding header allows enc
-// with a weight above zero.
-func acceptsEncoding(header, enc string) bool {
-	for _, part := range strings.Split(header, ",") {
-		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if !strings.EqualFold(strings.TrimSpace(name), enc) {
-			continue
+// acceptsEncoding reports whether Accept-Encoding values allow enc with a
+// weight above zero, by name or through "*".
+func acceptsEncoding(values []string, enc string) bool {
+	star := false
+	for _, v := range values {
+		for v != "" {
+			var part string
+			part, v, _ = strings.Cut(v, ",")
+			coding, params, _ := strings.Cut(part, ";")
+			coding = strings.TrimSpace(coding)
+			switch {
+			case strings.EqualFold(coding, enc):
+				return positiveWeight(params)
+			case coding == "*":
+				star = positiveWeight(params)
+			}
 		}
-		q := strings.TrimSpace(params)
-		if v, ok := strings.CutPrefix(q, "q="); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return err == nil && f > 0
-		}
-		return true
 	}
-	return false
+	return star
 }
 
-// etag is strong and cheap: size and modification time, as nginx makes it.
-func etag(fi fs.FileInfo) string {
-	return `"` + strconv.FormatInt(fi.ModTime().UnixNano(), 36) + "-" + strconv.FormatInt(fi.Size(), 36) + `"`
+// positiveWeight reads q= among parameters; no q means 1.
+func positiveWeight(params string) bool {
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+			q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return err == nil && q > 0
+		}
+	}
+	return true
 }
 
-// list writes a plain, escaped listing of a directory.
-func (h *Handler) list(w http.ResponseWriter, r *http.Request, name string) {
-	dir, err := h.root.Open(name)
-	if err != nil {
-		notFound(w)
-		return
-	}
-	defer dir.Close()
-	entries, err := dir.ReadDir(-1)
-	if err != nil {
-		notFound(w)
-		return
-	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	var b strings.Builder
-	title := html.EscapeString(r.URL.Path)
-	fmt.Fprintf(&b, "<!doctype html><meta charset=utf-8><title>%s</title><h1>%s</h1><ul>\n", title, title)
-	for _, e := range entries {
-		n := e.Name()
-		if strings.HasPrefix(n, ".") {
-			continue
-		}
-		if e.IsDir() {
-			n += "/"
-		}
-		fmt.Fprintf(&b, "<li><a href=\"%s\">%s</a></li>\n", html.EscapeString((&url.URL{Path: n}).String()), html.EscapeString(n))
-	}
-	b.WriteString("</ul>\n")
-	if r.Method != http.MethodHead {
-		w.Write([]byte(b.String()))
-	}
-}
-
+// notFound says nothing about why: a missing file, a refused path and a
+// symlink leading out all look the same, and no filesystem path leaks.
 func notFound(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	hdr := w.Header()
+	delete(hdr, "Content-Encoding")
+	delete(hdr, "Etag")
+	hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	hdr["X-Content-Type-Options"] = nosniff
 	w.WriteHeader(http.StatusNotFound)
-	w.Write([]byte("404 Not Found\n"))
+	io.WriteString(w, "404 Not Found\n")
 }

@@ -6,7 +6,8 @@ import (
 )
 
 // types is compiled in, not read from /etc/mime.types, so a file gets the
-// same Content-Type on every machine.
+// same Content-Type on every machine. Text types say their charset, so a
+// browser never guesses it.
 var types = map[string]string{
 	".html":        "text/html; charset=utf-8",
 	".htm":         "text/html; charset=utf-8",
@@ -19,7 +20,7 @@ var types = map[string]string{
 	".txt":         "text/plain; charset=utf-8",
 	".md":          "text/markdown; charset=utf-8",
 	".csv":         "text/csv; charset=utf-8",
-	".xml":         "application/xml",
+	".xml":         "text/xml; charset=utf-8",
 	".rss":         "application/rss+xml",
 	".atom":        "application/atom+xml",
 	".svg":         "image/svg+xml",
@@ -48,16 +49,42 @@ var types = map[string]string{
 	".wav":         "audio/wav",
 }
 
-func contentType(name string) string {
-	if t, ok := types[strings.ToLower(path.Ext(name))]; ok {
-		return t
-	}
-	return "application/octet-stream"
+// ctype is a Content-Type ready to be put in a header map as is, and
+// whether precompressed siblings are looked for (the type compresses).
+type ctype struct {
+	value        []string
+	compressible bool
 }
 
-// compressible types vary by Accept-Encoding when precompressed siblings may
-// exist.
-func compressible(ctype string) bool {
-	return strings.HasPrefix(ctype, "text/") || strings.Contains(ctype, "json") ||
-		strings.Contains(ctype, "xml") || strings.Contains(ctype, "javascript") || ctype == "application/wasm"
+// ctypes holds the table's header values built once, so serving a file
+// allocates nothing to name its type. The slices are shared by every
+// response and must never be written through.
+var ctypes = func() map[string]ctype {
+	m := make(map[string]ctype, len(types))
+	for ext, t := range types {
+		m[ext] = ctype{value: []string{t}, compressible: compressible(t)}
+	}
+	return m
+}()
+
+var octetStream = ctype{value: []string{"application/octet-stream"}}
+
+func contentType(name string) ctype {
+	ext := path.Ext(name)
+	if c, ok := ctypes[ext]; ok {
+		return c
+	}
+	if c, ok := ctypes[strings.ToLower(ext)]; ok {
+		return c
+	}
+	return octetStream
+}
+
+// compressible types are worth a precompressed sibling: text, JSON, XML,
+// JavaScript, SVG and wasm. Images, fonts (woff/woff2 are compressed
+// already), archives and media are not.
+func compressible(t string) bool {
+	return strings.HasPrefix(t, "text/") || strings.Contains(t, "json") ||
+		strings.Contains(t, "xml") || strings.Contains(t, "javascript") ||
+		t == "application/wasm" || t == "font/ttf" || t == "font/otf"
 }
