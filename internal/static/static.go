@@ -92,6 +92,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fi, err := h.root.Stat(name)
+	if err == nil && trailingSlashOnFile(r.URL.Path, fi) {
+		notFound(w)
+		return
+	}
 	if err == nil && fi.IsDir() {
 		if !strings.HasSuffix(r.URL.Path, "/") {
 			redirectToDir(w, r)
@@ -113,6 +117,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.serveFile(w, r, name, fi)
+}
+
+// trailingSlashOnFile: /index.html/ names a folder that a file is not, and
+// answering it would make the page's relative links resolve wrongly; nginx
+// answers 404 too.
+func trailingSlashOnFile(p string, fi fs.FileInfo) bool {
+	return strings.HasSuffix(p, "/") && !fi.IsDir()
 }
 
 // redirectToDir sends /docs to /docs/ as nginx does, so relative links in
