@@ -62,9 +62,45 @@ type fileCache struct {
 	mu    sync.RWMutex
 	m     map[string]*entry
 	bytes int
+	// absent holds precompressed siblings found missing, with when to look
+	// again. Browsers offer gzip and br on every request and most files
+	// have no sibling: without this each request would pay two failed
+	// stats (a syscall each) to learn it again.
+	absent  map[sibling]time.Time
+	recheck time.Duration // siblingRecheck; shorter in tests
 }
 
-func newFileCache() *fileCache { return &fileCache{m: map[string]*entry{}} }
+// sibling names a precompressed file by the file it stands for and the
+// index of its encoding, so looking one up builds no string.
+type sibling struct {
+	name string
+	enc  int
+}
+
+// siblingRecheck bounds how long a missing .br or .gz is believed missing:
+// a sibling added beside a file is served within this time.
+const siblingRecheck = time.Second
+
+func newFileCache() *fileCache {
+	return &fileCache{m: map[string]*entry{}, absent: map[sibling]time.Time{}, recheck: siblingRecheck}
+}
+
+// knownAbsent reports whether s was found missing less than recheck ago.
+func (c *fileCache) knownAbsent(s sibling, now time.Time) bool {
+	c.mu.RLock()
+	until, ok := c.absent[s]
+	c.mu.RUnlock()
+	return ok && now.Before(until)
+}
+
+func (c *fileCache) markAbsent(s sibling, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.absent) >= maxCacheEntries {
+		clear(c.absent)
+	}
+	c.absent[s] = now.Add(c.recheck)
+}
 
 // get returns the entry for name if it still matches fi.
 func (c *fileCache) get(name string, fi fs.FileInfo) *entry {

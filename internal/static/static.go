@@ -23,6 +23,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"gatehouse/internal/config"
 )
@@ -311,14 +312,23 @@ func (h *Handler) precompressed(r *http.Request, name string) ([]string, string,
 	if len(ae) == 0 {
 		return nil, "", nil
 	}
-	for _, c := range encodings {
+	var now time.Time
+	for i, c := range encodings {
 		if !acceptsEncoding(ae, c.token) {
+			continue
+		}
+		if now.IsZero() {
+			now = time.Now()
+		}
+		key := sibling{name, i}
+		if h.cache.knownAbsent(key, now) {
 			continue
 		}
 		sib := name + c.ext
 		if fi, err := h.root.Stat(sib); err == nil && fi.Mode().IsRegular() {
 			return c.header, sib, fi
 		}
+		h.cache.markAbsent(key, now)
 	}
 	return nil, "", nil
 }

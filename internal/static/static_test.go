@@ -623,6 +623,36 @@ func TestPrecompressed(t *testing.T) {
 	}
 }
 
+// TestSiblingAddedLater: a missing sibling is remembered for a moment, then
+// looked for again; one that disappears is never served.
+func TestSiblingAddedLater(t *testing.T) {
+	pub := tree(t)
+	h, err := New(config.Static{Root: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	h.cache.recheck = 50 * time.Millisecond
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	gzip := map[string]string{"Accept-Encoding": "gzip"}
+	if _, b := get(t, srv, "/app.js", gzip); b != "console.log(1)" {
+		t.Fatalf("before: %q", b)
+	}
+	os.WriteFile(filepath.Join(pub, "app.js.gz"), []byte("gz"), 0o644)
+	if r, b := get(t, srv, "/app.js", gzip); b != "console.log(1)" || r.Header.Get("Content-Encoding") != "" {
+		t.Errorf("within the recheck time: %q %q", b, r.Header.Get("Content-Encoding"))
+	}
+	time.Sleep(60 * time.Millisecond)
+	if r, b := get(t, srv, "/app.js", gzip); b != "gz" || r.Header.Get("Content-Encoding") != "gzip" {
+		t.Errorf("after the recheck time: %q %q", b, r.Header.Get("Content-Encoding"))
+	}
+	os.Remove(filepath.Join(pub, "app.js.gz"))
+	if r, b := get(t, srv, "/app.js", gzip); b != "console.log(1)" || r.Header.Get("Content-Encoding") != "" {
+		t.Errorf("after removal: %q %q", b, r.Header.Get("Content-Encoding"))
+	}
+}
+
 func TestAcceptsEncoding(t *testing.T) {
 	for _, c := range []struct {
 		values []string
