@@ -98,8 +98,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err == nil && fi.IsDir() {
-		if !strings.HasSuffix(r.URL.Path, "/") {
-			redirectToDir(w, r)
+		if target, ok := dirRedirect(r); ok {
+			w.Header()["Location"] = []string{target}
+			w.WriteHeader(http.StatusMovedPermanently)
 			return
 		}
 		dir := name
@@ -127,18 +128,36 @@ func trailingSlashOnFile(p string, fi fs.FileInfo) bool {
 	return strings.HasSuffix(p, "/") && !fi.IsDir()
 }
 
-// redirectToDir sends /docs to /docs/ as nginx does, so relative links in
-// the index page work. The target is relative (docs/): under strip_prefix
-// the handler does not know the path the client used, and a relative
-// reference resolves against it.
-func redirectToDir(w http.ResponseWriter, r *http.Request) {
-	base := path.Base(r.URL.Path)
-	if base == "." || base == "/" {
-		base = "."
+// dirRedirect says where to send a folder asked for without its trailing
+// slash, as nginx does (/docs → /docs/), so relative links in its page
+// work. The target is relative (docs/): under strip_prefix the handler
+// does not know the path the client used, and a relative reference
+// resolves against it.
+func dirRedirect(r *http.Request) (string, bool) {
+	p := r.URL.Path
+	if p == "" || p == "/" {
+		// The folder's own root. A route that strips its prefix hands
+		// /downloads and /downloads/ over alike as /, and only the request
+		// line tells them apart; without the redirect, links in the index
+		// page of /downloads would resolve against / instead.
+		reqPath, _, _ := strings.Cut(r.RequestURI, "?")
+		if !strings.HasPrefix(reqPath, "/") || strings.HasSuffix(reqPath, "/") {
+			return "", false
+		}
+		var err error
+		if p, err = url.PathUnescape(path.Base(reqPath)); err != nil || strings.ContainsAny(p, "/\\") {
+			return "", false
+		}
+	} else if strings.HasSuffix(p, "/") {
+		return "", false
 	}
-	target := (&url.URL{Path: base + "/", RawQuery: r.URL.RawQuery}).String()
-	w.Header()["Location"] = []string{target}
-	w.WriteHeader(http.StatusMovedPermanently)
+	base := path.Base(p)
+	if base == "" || base[0] == '.' {
+		// A path ending in . or .. that was not cleaned on the way here:
+		// it already names this folder, and ../ would name another.
+		return "", false
+	}
+	return (&url.URL{Path: base + "/", RawQuery: r.URL.RawQuery}).String(), true
 }
 
 func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, name string, fi fs.FileInfo) {

@@ -42,6 +42,7 @@ func tree(t testing.TB) string {
 		"docs/index.html":     "<h1>docs</h1>",
 		"htm/index.htm":       "<h1>htm</h1>",
 		"a b/index.html":      "<h1>space</h1>",
+		"a:b/index.html":      "<h1>colon</h1>",
 		"deep/er/index.html":  "<h1>deeper</h1>",
 		"list/a.txt":          "a",
 		"list/<b>.txt":        "b",
@@ -416,6 +417,8 @@ func TestIndexAndRedirect(t *testing.T) {
 		{"/deep/er/", 200, "<h1>deeper</h1>", ""},
 		{"/a%20b", 301, "", "a%20b/"},
 		{"/a%20b/", 200, "<h1>space</h1>", ""},
+		{"/a:b", 301, "", "./a:b/"}, // never read as a scheme
+		{"/a:b/", 200, "<h1>colon</h1>", ""},
 		{"/htm/", 404, "", ""},  // index.htm is not in the default index list
 		{"/list/", 404, "", ""}, // no index, browse off
 		{"/nothing", 404, "", ""},
@@ -435,6 +438,48 @@ func TestIndexAndRedirect(t *testing.T) {
 	r.Body.Close()
 	if r.Request.URL.Path != "/deep/er/" || string(b) != "<h1>deeper</h1>" {
 		t.Errorf("followed to %s: %q", r.Request.URL.Path, b)
+	}
+
+	// Behind a route that strips its prefix, as the router does: the
+	// folder's root arrives as / for /files and /files/ alike.
+	h, err := New(config.Static{Root: tree(t), Browse: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	stripped := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r2 := *r
+		u := *r.URL
+		u.Path = strings.TrimPrefix(u.Path, "/files")
+		if u.Path == "" {
+			u.Path = "/"
+		}
+		r2.URL = &u
+		h.ServeHTTP(w, &r2)
+	}))
+	defer stripped.Close()
+	for _, c := range []struct {
+		path     string
+		status   int
+		body     string
+		location string
+	}{
+		{"/files", 301, "", "files/"},
+		{"/files?q=1", 301, "", "files/?q=1"},
+		{"/files/", 200, "<h1>home</h1>", ""},
+		{"/files/docs", 301, "", "docs/"},
+		{"/files/docs/", 200, "<h1>docs</h1>", ""},
+	} {
+		r, body := get(t, stripped, c.path, nil)
+		if r.StatusCode != c.status || (c.body != "" && body != c.body) || r.Header.Get("Location") != c.location {
+			t.Errorf("stripped %s: %d %q Location %q, want %d %q %q", c.path, r.StatusCode, body, r.Header.Get("Location"), c.status, c.body, c.location)
+		}
+	}
+	for _, target := range []string{"/files/..", "/files%2F..", "/a:b"} {
+		resp := raw(t, stripped, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0]
+		if loc := resp.Header.Get("Location"); strings.HasPrefix(loc, "..") || strings.HasPrefix(loc, "a:") {
+			t.Errorf("%s: redirected to %q", target, loc)
+		}
 	}
 
 	custom, _ := site(t, config.Static{Index: []string{"index.htm", "index.html"}})
