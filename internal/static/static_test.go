@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -804,8 +805,10 @@ func FuzzServePath(f *testing.F) {
 		"/", "/index.html", "/docs", "/../secret.txt", "/escape.txt", "/escapedir/secret.txt",
 		"/inside/deep.txt", "/relescape.txt", "/.env", "/list/", "/.git/config", "/a%20b",
 		"/..\\secret.txt", "/docs/../../secret.txt", "/\x00", "/.well-known/../.env", "/pre.js",
+		"/a:b", "/a%20b", "/docs/..", "http://x/docs", "/inside/up.txt",
 	} {
 		f.Add(s, "gzip, br")
+		f.Add(s, "br;q=0, *")
 	}
 	pub := tree(f)
 	h, err := New(config.Static{Root: pub, SPA: true, Browse: true})
@@ -816,6 +819,7 @@ func FuzzServePath(f *testing.F) {
 	f.Fuzz(func(t *testing.T, p, ae string) {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.URL.Path = p
+		r.RequestURI = p // what a stripped prefix leaves the redirect to read
 		r.Header.Set("Accept-Encoding", ae)
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
@@ -825,6 +829,13 @@ func FuzzServePath(f *testing.F) {
 		}
 		if w.Code >= 500 {
 			t.Fatalf("%q: %d", p, w.Code)
+		}
+		// A redirect stays on this site and never climbs out of the folder.
+		if loc := w.Header().Get("Location"); loc != "" {
+			u, err := url.Parse(loc)
+			if err != nil || u.Scheme != "" || u.Host != "" || strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "..") {
+				t.Fatalf("%q: redirected to %q", p, loc)
+			}
 		}
 	})
 }
