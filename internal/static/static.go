@@ -78,6 +78,7 @@ var (
 	nosniff      = []string{"nosniff"}
 	bytesUnit    = []string{"bytes"}
 	varyEncoding = []string{"Accept-Encoding"}
+	varyAccept   = []string{"Accept"}
 	htmlType     = []string{"text/html; charset=utf-8"}
 )
 
@@ -110,9 +111,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err != nil && h.fallback != "" && wantsPage(r, name) {
-		name = h.fallback
-		fi, err = h.root.Stat(name)
+	if err != nil && h.fallback != "" {
+		if path.Ext(name) != "" {
+			// Whether this gets the page or a 404 depends on Accept.
+			addVary(w.Header(), varyAccept)
+		}
+		if wantsPage(r, name) {
+			name = h.fallback
+			fi, err = h.root.Stat(name)
+		}
 	}
 	if err != nil || !fi.Mode().IsRegular() {
 		notFound(w)
@@ -184,11 +191,7 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, name string,
 	if ct.compressible {
 		// Whether or not a sibling exists now, the answer depends on
 		// Accept-Encoding, and caches must know it.
-		if v := hdr["Vary"]; len(v) == 0 {
-			hdr["Vary"] = varyEncoding
-		} else {
-			hdr["Vary"] = append(v[:len(v):len(v)], varyEncoding[0])
-		}
+		addVary(hdr, varyEncoding)
 	}
 	if enc != nil {
 		hdr["Content-Encoding"] = enc
@@ -216,6 +219,16 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, name string,
 	// The ResponseWriter's ReadFrom turns this into sendfile on plain TCP.
 	// CopyN keeps to the length announced if the file grows meanwhile.
 	io.CopyN(w, f, e.size)
+}
+
+// addVary adds a shared Vary value, copying rather than appending into a
+// slice that may be shared.
+func addVary(hdr http.Header, v []string) {
+	if old := hdr["Vary"]; len(old) == 0 {
+		hdr["Vary"] = v
+	} else {
+		hdr["Vary"] = append(old[:len(old):len(old)], v[0])
+	}
 }
 
 // conditional reports whether the request has headers that http.ServeContent

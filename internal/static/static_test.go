@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -501,25 +502,31 @@ func TestSPAFallback(t *testing.T) {
 	shop, _ := site(t, config.Static{SPA: true, Fallback: "/docs/index.html"})
 	html := map[string]string{"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 	for _, c := range []struct {
-		srv    *httptest.Server
-		path   string
-		hdr    map[string]string
-		status int
-		body   string
+		srv        *httptest.Server
+		path       string
+		hdr        map[string]string
+		status     int
+		body       string
+		varyAccept bool
 	}{
-		{spa, "/app/route", nil, 200, "<h1>home</h1>"},
-		{spa, "/app/route", html, 200, "<h1>home</h1>"},
-		{spa, "/user/42.5", html, 200, "<h1>home</h1>"}, // a navigation with a dot
-		{spa, "/missing.js", nil, 404, ""},              // an asset stays missing
-		{spa, "/missing.js", map[string]string{"Accept": "*/*"}, 404, ""},
-		{spa, "/app.js", html, 200, "console.log(1)"}, // files win over the fallback
-		{spa, "/list/", nil, 200, "<h1>home</h1>"},    // a folder without index
-		{spa, "/.env", html, 404, ""},                 // refused paths are not rescued
-		{shop, "/shop/cart", nil, 200, "<h1>docs</h1>"},
+		{spa, "/app/route", nil, 200, "<h1>home</h1>", false},
+		{spa, "/app/route", html, 200, "<h1>home</h1>", false},
+		{spa, "/user/42.5", html, 200, "<h1>home</h1>", true}, // a navigation with a dot
+		{spa, "/missing.js", nil, 404, "", true},              // an asset stays missing
+		{spa, "/missing.js", map[string]string{"Accept": "*/*"}, 404, "", true},
+		{spa, "/app.js", html, 200, "console.log(1)", false}, // files win over the fallback
+		{spa, "/list/", nil, 200, "<h1>home</h1>", false},    // a folder without index
+		{spa, "/.env", html, 404, "", false},                 // refused paths are not rescued
+		{shop, "/shop/cart", nil, 200, "<h1>docs</h1>", false},
 	} {
 		r, body := get(t, c.srv, c.path, c.hdr)
 		if r.StatusCode != c.status || (c.body != "" && body != c.body) {
 			t.Errorf("%s %v: %d %q, want %d %q", c.path, c.hdr, r.StatusCode, body, c.status, c.body)
+		}
+		// A missing path with an extension is a page or a 404 by Accept,
+		// and caches must know.
+		if got := slices.Contains(strings.Split(strings.ReplaceAll(strings.Join(r.Header.Values("Vary"), ","), " ", ""), ","), "Accept"); got != c.varyAccept {
+			t.Errorf("%s: Vary %q", c.path, r.Header.Values("Vary"))
 		}
 		if c.status == 200 && strings.HasPrefix(c.body, "<h1>") && r.Header.Get("Content-Type") != "text/html; charset=utf-8" {
 			t.Errorf("%s: fallback served as %q", c.path, r.Header.Get("Content-Type"))
