@@ -122,6 +122,8 @@ type Route struct {
 
 	// CORS answers preflights and adds Access-Control-* headers.
 	CORS *CORS `yaml:"cors"`
+	// RateLimit caps each client's requests to this route (429 beyond).
+	RateLimit *RateLimit `yaml:"rate_limit"`
 
 	Proxy    *Proxy    `yaml:"proxy"`
 	Static   *Static   `yaml:"static"`
@@ -158,6 +160,13 @@ type Proxy struct {
 	// CA is a PEM file of roots to verify https:// upstreams with, instead
 	// of the system roots.
 	CA string `yaml:"ca"`
+	// ForwardCredentials sends the client's Cookie and Authorization to
+	// https:// upstreams, which are taken for third parties and get
+	// neither by default.
+	ForwardCredentials bool `yaml:"forward_credentials"`
+	// AllowSetCookie passes Set-Cookie from https:// upstreams on to the
+	// client; by default a third party cannot set cookies on this site.
+	AllowSetCookie bool `yaml:"allow_set_cookie"`
 }
 
 // HeaderOps sets or removes header fields. Values may hold placeholders:

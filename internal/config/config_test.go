@@ -165,12 +165,3 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
-
-// TestCORSRefusedUntilEnforced: a cors policy is an error, not a policy
-// silently left unapplied.
-func TestCORSRefusedUntilEnforced(t *testing.T) {
-	_, err := Parse("t.yaml", []byte("sites:\n  - hosts: [example.org]\n    cors: {origins: [\"https://app.example.org\"]}\n    routes: [{path: /, respond: hi}]\n"))
-	if err == nil || !strings.Contains(err.Error(), "t.yaml:3:11: cors is not enforced") {
-		t.Errorf("got %v", err)
-	}
-}

@@ -11,6 +11,7 @@ import (
 	"gatehouse/internal/certs"
 	"gatehouse/internal/clientip"
 	"gatehouse/internal/config"
+	"gatehouse/internal/cors"
 	"gatehouse/internal/placeholder"
 	"gatehouse/internal/proxy"
 	"gatehouse/internal/respond"
@@ -33,6 +34,9 @@ func buildSites(cfg *config.Config, ips *clientip.Resolver, log *slog.Logger, g 
 		for j := range s.Routes {
 			r := &s.Routes[j]
 			h, kind, err := buildHandler(r, ips, log, g)
+			if err == nil {
+				h, err = wrapRoute(h, s, r)
+			}
 			if err != nil {
 				errs.Add(cfg.PosOf(r), err.Error())
 				continue
@@ -46,6 +50,24 @@ func buildSites(cfg *config.Config, ips *clientip.Resolver, log *slog.Logger, g 
 		specs = append(specs, spec)
 	}
 	return specs, errs.Err()
+}
+
+// wrapRoute puts what a route asks of browsers in front of its handler:
+// the cors policy (the route's, else the site's) answers preflights before
+// anything else runs.
+func wrapRoute(h http.Handler, s *config.Site, r *config.Route) (http.Handler, error) {
+	c := r.CORS
+	if c == nil {
+		c = s.CORS
+	}
+	if c != nil {
+		p, err := cors.New(*c)
+		if err != nil {
+			return nil, err
+		}
+		h = p.Wrap(h)
+	}
+	return h, nil
 }
 
 func buildHandler(r *config.Route, ips *clientip.Resolver, log *slog.Logger, g *generation) (http.Handler, string, error) {
