@@ -14,6 +14,7 @@ import (
 	"gatehouse/internal/cors"
 	"gatehouse/internal/placeholder"
 	"gatehouse/internal/proxy"
+	"gatehouse/internal/ratelimit"
 	"gatehouse/internal/respond"
 	"gatehouse/internal/route"
 	"gatehouse/internal/static"
@@ -52,10 +53,14 @@ func buildSites(cfg *config.Config, ips *clientip.Resolver, log *slog.Logger, g 
 	return specs, errs.Err()
 }
 
-// wrapRoute puts what a route asks of browsers in front of its handler:
-// the cors policy (the route's, else the site's) answers preflights before
-// anything else runs.
+// wrapRoute puts the route's rate limit in front of its handler, and its
+// cors policy (the route's, else the site's) in front of both: preflights
+// are answered without spending a client's quota, and a 429 carries CORS
+// headers so the page's script can read it.
 func wrapRoute(h http.Handler, s *config.Site, r *config.Route) (http.Handler, error) {
+	if rl := r.RateLimit; rl != nil {
+		h = ratelimit.New(rl.Requests, rl.Per.D(), rl.Burst, 0).Wrap(h)
+	}
 	c := r.CORS
 	if c == nil {
 		c = s.CORS
@@ -106,6 +111,10 @@ func buildProxy(p *config.Proxy, ips *clientip.Resolver, log *slog.Logger, g *ge
 	}
 	g.pools = append(g.pools, pool)
 	o := proxy.Options{ClientIP: ips, Log: log}
+	if first, _ := url.Parse(p.To[0]); first.Scheme == "https" {
+		// https:// upstreams are taken for third parties (see config.Proxy).
+		o.ThirdParty = proxy.ThirdParty{StripCredentials: !p.ForwardCredentials, DropSetCookie: !p.AllowSetCookie}
+	}
 	switch p.Host {
 	case "", "original", "upstream":
 		o.Host = proxy.HostOriginal

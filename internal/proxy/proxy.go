@@ -56,6 +56,7 @@ type Options struct {
 	HostName        string
 	Headers         HeaderOps
 	ResponseHeaders HeaderOps
+	ThirdParty      ThirdParty
 	ClientIP        *clientip.Resolver
 	Log             *slog.Logger
 }
@@ -85,6 +86,9 @@ func New(pool *upstream.Pool, o Options) *Handler {
 	}
 	if len(o.ResponseHeaders.Set)+len(o.ResponseHeaders.Add)+len(o.ResponseHeaders.Remove) > 0 {
 		h.rp.ModifyResponse = h.modifyResponse
+	}
+	if o.ThirdParty.DropSetCookie {
+		h.rp.ModifyResponse = h.modifyThirdParty
 	}
 	return h
 }
@@ -131,6 +135,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	case HostLiteral:
 		out.Host = h.opts.HostName
 	}
+	h.thirdPartyRequest(out)
 	applyHeaders(out.Header, h.opts.Headers, in)
 }
 
@@ -145,6 +150,7 @@ func describe(o Options) string {
 		b.WriteString("Host " + o.HostName)
 	}
 	b.WriteString(", X-Real-IP, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host")
+	b.WriteString(thirdPartyDescribe(o))
 	for _, s := range o.Headers.Set {
 		b.WriteString(", " + s.Name)
 	}
