@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"gatehouse/internal/config"
+	"gatehouse/internal/journey"
 )
 
 // Policy is a compiled cors policy. It is immutable and safe for
@@ -188,6 +189,9 @@ func (p *Policy) constant() bool { return p.anyOrigin && !p.credentials }
 // preflight answers an OPTIONS request asking whether a cross-origin
 // request may be sent. The handler behind never sees it.
 func (p *Policy) preflight(w http.ResponseWriter, r *http.Request, origins []string) {
+	if rec := journey.From(r.Context()); rec != nil {
+		rec.Handler = "cors-preflight" // answered here, not by the route's handler
+	}
 	h := w.Header()
 	h["Vary"] = []string{varyPreflight}
 	reason := ""

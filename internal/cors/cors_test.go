@@ -299,3 +299,93 @@ func FuzzParseOrigin(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPreflight: whatever a preflight carries, the answer is 204 only for
+// what the policy allows, and never "*" with credentials.
+func FuzzPreflight(f *testing.F) {
+	f.Add("https://app.example.org", "PUT", "content-type, x-token")
+	f.Add("https://shop.example.net", "DELETE", "")
+	f.Add("null", "GET", ",,")
+	f.Add("https://app.example.org", "put", "X-TOKEN,")
+	f.Add("https://app.example.org", "GET", "x-token, x-other")
+	p, err := New(appPolicy)
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := p.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		panic("a preflight reached the handler")
+	}))
+	f.Fuzz(func(t *testing.T, origin, method, headers string) {
+		req := httptest.NewRequest("OPTIONS", "/", nil)
+		req.Header["Origin"] = []string{origin}
+		req.Header["Access-Control-Request-Method"] = []string{method}
+		req.Header["Access-Control-Request-Headers"] = []string{headers}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		switch rec.Code {
+		case 204:
+			if !p.Allows(origin) || !(p.methods[method] || safeMethods[method]) {
+				t.Fatalf("allowed origin %q method %q", origin, method)
+			}
+			for _, name := range strings.Split(headers, ",") {
+				if n := strings.ToLower(strings.TrimSpace(name)); n != "" && !p.headers[n] {
+					t.Fatalf("allowed header %q", n)
+				}
+			}
+			if got := rec.Header().Get("Access-Control-Allow-Origin"); got != origin {
+				t.Fatalf("Allow-Origin %q for %q", got, origin)
+			}
+		case 403:
+			for k := range rec.Header() {
+				if strings.HasPrefix(k, "Access-Control-") {
+					t.Fatalf("refused preflight carries %s", k)
+				}
+			}
+		default:
+			t.Fatalf("status %d", rec.Code)
+		}
+	})
+}
+
+func BenchmarkPreflight(b *testing.B) {
+	p, _ := New(appPolicy)
+	h := p.Wrap(http.NotFoundHandler())
+	req := httptest.NewRequest("OPTIONS", "/", nil)
+	req.Header.Set("Origin", "https://shop.example.net")
+	req.Header.Set("Access-Control-Request-Method", "PUT")
+	req.Header.Set("Access-Control-Request-Headers", "content-type,x-token")
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	}
+}
+
+func BenchmarkActual(b *testing.B) {
+	p, _ := New(appPolicy)
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) })
+	h := p.Wrap(ok)
+	for _, origin := range []string{"https://app.example.org", "https://evil.test", ""} {
+		b.Run("origin="+origin, func(b *testing.B) {
+			req := httptest.NewRequest("GET", "/", nil)
+			if origin != "" {
+				req.Header.Set("Origin", origin)
+			}
+			w := &discard{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				h.ServeHTTP(w, req)
+			}
+		})
+	}
+}
+
+// discard is a ResponseWriter that keeps headers and drops the rest, so
+// benchmarks measure the policy and not a recorder.
+type discard struct{ h http.Header }
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discard) WriteHeader(int)             {}

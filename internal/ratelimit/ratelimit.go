@@ -144,6 +144,9 @@ func (l *Limiter) Wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		if rec := journey.From(r.Context()); rec != nil {
+			rec.Handler = "rate-limit" // refused here; the handler never ran
+		}
 		secs := int64(math.Ceil(d.Seconds()))
 		if d == time.Duration(math.MaxInt64) {
 			secs = 3600
