@@ -1,6 +1,8 @@
 package test
 
 import (
+	"gatehouse/internal/systest"
+
 	"context"
 	"net"
 	"os"
@@ -13,26 +15,13 @@ import (
 	"gatehouse/internal/gatetest"
 )
 
-// requireSystem skips a test that needs a system program, unless
-// GATEHOUSE_REQUIRE_SYSTEM=1 (CI), where its absence is a failure.
-func requireSystem(t *testing.T, programs ...string) {
-	t.Helper()
-	for _, p := range programs {
-		if _, err := exec.LookPath(p); err != nil {
-			if os.Getenv("GATEHOUSE_REQUIRE_SYSTEM") == "1" {
-				t.Fatalf("%s is not installed (GATEHOUSE_REQUIRE_SYSTEM=1): .ci/run installs it", p)
-			}
-			t.Skipf("%s is not installed: install it to run this test (.ci/run does)", p)
-		}
-	}
-}
-
 // TestDemoInBrowser is the first run as a person makes it: the embedded
 // default, its local CA root trusted in the browser's store the way the
 // welcome text says, and https://localhost:PORT/ opened in Chromium. The
 // page must describe its own journey, including what its script fetched.
 func TestDemoInBrowser(t *testing.T) {
-	requireSystem(t, "chromium", "certutil")
+	systest.Program(t, "chromium", "chromium")
+	systest.Program(t, "certutil", "libnss3-tools")
 	g := gatetest.StartDefault(t)
 
 	home := t.TempDir()

@@ -1,6 +1,8 @@
 package test
 
 import (
+	"gatehouse/internal/systest"
+
 	"context"
 	"fmt"
 	"io"
@@ -107,7 +109,7 @@ func joinValues(v []string) string {
 // B's policies allow, the script reads; what they do not, the browser
 // itself blocks, even where B's backend answered.
 func TestCORSInBrowser(t *testing.T) {
-	requireSystem(t, "chromium")
+	systest.Program(t, "chromium", "chromium")
 	var mu sync.Mutex
 	var seen []string // method and path of every request B's backend got
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

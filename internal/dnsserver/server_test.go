@@ -1,11 +1,12 @@
 package dnsserver
 
 import (
+	"gatehouse/internal/systest"
+
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -516,22 +517,8 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-// requireSystem skips when a system tool is missing, unless
-// GATEHOUSE_REQUIRE_SYSTEM=1 makes that a failure.
-func requireSystem(t *testing.T, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("GATEHOUSE_REQUIRE_SYSTEM") == "1" {
-			t.Fatalf("%s is not installed and GATEHOUSE_REQUIRE_SYSTEM=1", tool)
-		}
-		t.Skipf("%s is not installed (Debian: bind9-dnsutils)", tool)
-	}
-	return p
-}
-
 func TestDig(t *testing.T) {
-	dig := requireSystem(t, "dig")
+	dig := systest.Program(t, "dig", "bind9-dnsutils")
 	_, addr := start(t, strings.Replace(defaultSnippet, "127.0.0.1:8053", "127.0.0.1:0", 1))
 	host, port, _ := net.SplitHostPort(addr)
 	for _, tc := range []struct {

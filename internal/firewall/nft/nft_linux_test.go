@@ -1,6 +1,8 @@
 package nft
 
 import (
+	"gatehouse/internal/systest"
+
 	"errors"
 	"fmt"
 	"io"
@@ -30,13 +32,9 @@ func requireSystem(t *testing.T) {
 	} else if _, err := exec.LookPath("ip"); err != nil {
 		why = "needs the ip command (apt-get install iproute2)"
 	}
-	if why == "" {
-		return
+	if why != "" {
+		systest.Missing(t, why)
 	}
-	if os.Getenv("GATEHOUSE_REQUIRE_SYSTEM") == "1" {
-		t.Fatal(why + " (GATEHOUSE_REQUIRE_SYSTEM=1)")
-	}
-	t.Skip(why)
 }
 
 func run(t *testing.T, args ...string) {
@@ -258,12 +256,7 @@ func policy(t *testing.T, yaml string) *firewall.Policy {
 // so only the forward option filters it, on the port the client asked for.
 func TestKernelFiltersForwarded(t *testing.T) {
 	requireSystem(t)
-	if _, err := exec.LookPath("nft"); err != nil {
-		if os.Getenv("GATEHOUSE_REQUIRE_SYSTEM") == "1" {
-			t.Fatal("needs the nft command to set up DNAT (GATEHOUSE_REQUIRE_SYSTEM=1)")
-		}
-		t.Skip("needs the nft command to set up DNAT (apt-get install nftables)")
-	}
+	systest.Program(t, "nft", "nftables") // to set up DNAT
 	id := os.Getpid() % 100000
 	cli, rtr, back := fmt.Sprintf("ghfw-fc%d", id), fmt.Sprintf("ghfw-fr%d", id), fmt.Sprintf("ghfw-fb%d", id)
 	cliNS, rtrNS, backNS := netns(t, cli), netns(t, rtr), netns(t, back)
