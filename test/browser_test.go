@@ -1,8 +1,6 @@
 package test
 
 import (
-	"gatehouse/internal/systest"
-
 	"context"
 	"net"
 	"os"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"gatehouse/internal/gatetest"
+	"gatehouse/internal/systest"
 )
 
 // TestDemoInBrowser is the first run as a person makes it: the embedded

@@ -1,8 +1,6 @@
 package test
 
 import (
-	"gatehouse/internal/systest"
-
 	"context"
 	"fmt"
 	"io"
@@ -20,6 +18,7 @@ import (
 
 	"gatehouse/internal/config"
 	"gatehouse/internal/gatetest"
+	"gatehouse/internal/systest"
 )
 
 // TestCORSAtTheEdge: preflights are answered by gatehouse and never reach

@@ -1,8 +1,6 @@
 package dnsserver
 
 import (
-	"gatehouse/internal/systest"
-
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"gatehouse/internal/config"
+	"gatehouse/internal/systest"
 	"gatehouse/internal/zone"
 )
 

@@ -1,8 +1,6 @@
 package nft
 
 import (
-	"gatehouse/internal/systest"
-
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +18,7 @@ import (
 
 	"gatehouse/internal/config"
 	"gatehouse/internal/firewall"
+	"gatehouse/internal/systest"
 )
 
 // requireSystem skips a test that needs root and iproute2, unless
