@@ -82,6 +82,13 @@ func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		lw.status = http.StatusOK // nothing written is an empty 200
 	}
 	rec.Status, rec.Bytes, rec.Duration = lw.status, lw.bytes, time.Since(rec.Start)
+	m.Finish(rec)
+}
+
+// Finish hands a finished request's record to the metrics, the ring and
+// the access log. Servers that answer without ServeHTTP call it too. rec
+// may be reused once it returns.
+func (m *Middleware) Finish(rec *journey.Record) {
 	if m.Observe != nil {
 		m.Observe(rec)
 	}

@@ -23,7 +23,7 @@ import (
 func (g *Guard) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := g.policy.Load()
-		if p == nil || p.limits.RequestsPerSecond <= 0 && g.banned.Load() == 0 {
+		if !g.checksRequests(p) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -82,4 +82,13 @@ func localPort(r *http.Request) uint16 {
 		}
 	}
 	return 0
+}
+
+// ChecksRequests reports whether requests must pass the Middleware now: a
+// request-rate limit is set or a source is banned. When it is false, a
+// server may skip the Middleware.
+func (g *Guard) ChecksRequests() bool { return g.checksRequests(g.policy.Load()) }
+
+func (g *Guard) checksRequests(p *Policy) bool {
+	return p != nil && (p.limits.RequestsPerSecond > 0 || g.banned.Load() != 0)
 }

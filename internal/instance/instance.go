@@ -5,6 +5,8 @@
 // A request on a public listener travels:
 //
 //	listen.Socket (outlives reloads)
+//	  → h1.Engine: plain HTTP/1.1 proxy requests served on event loops;
+//	    everything else handed on                               HTTP only
 //	  → TLS (tlsterm.Config, certificate from certs.Manager)   HTTPS only
 //	  → http.Server (timeouts, header limits, HTTP/2 via ALPN)
 //	  → accesslog.Middleware  (opens the journey record, logs the outcome)
@@ -39,6 +41,7 @@ import (
 	"gatehouse/internal/dnsserver"
 	"gatehouse/internal/firewall"
 	"gatehouse/internal/firewall/nft"
+	"gatehouse/internal/h1"
 	"gatehouse/internal/journey"
 	"gatehouse/internal/metrics"
 	"gatehouse/internal/route"
@@ -139,8 +142,10 @@ func (in *Instance) Config() *config.Config { return in.gen.Load().cfg }
 
 // generation is everything compiled from one config.
 type generation struct {
-	cfg      *config.Config
-	handler  http.Handler
+	cfg     *config.Config
+	handler http.Handler
+	// fast is what plain-HTTP event loops need of this generation.
+	fast     *h1.Gen
 	admin    http.Handler // nil when the admin API is off
 	certs    *certs.Policy
 	zones    *zone.Set
@@ -199,11 +204,18 @@ func (in *Instance) compile(cfg *config.Config, httpsPort int) (*generation, err
 		ring = journey.NewRing(n)
 		in.ring.Store(ring)
 	}
-	g.handler = &accesslog.Middleware{
+	access := &accesslog.Middleware{
 		Next: in.guard.Middleware(table), Log: in.opts.AccessLog, ClientIP: ips,
 		Observe: in.observe, Ring: ring,
 		TraceToken: traceToken, ServerTiming: cfg.Journey.ServerTiming,
 	}
+	g.handler = access
+	timing := cfg.Journey.ServerTiming
+	g.fast = &h1.Gen{Table: table, Finish: access.Finish, Full: func() bool {
+		// The loop adds no Server-Timing and skips the firewall's
+		// per-request checks, so it steps aside while either is needed.
+		return timing || in.guard.ChecksRequests()
+	}}
 	if g.admin, err = in.adminHandler(cfg); err != nil {
 		g.close()
 		return nil, err

@@ -12,6 +12,7 @@ import (
 
 	"gatehouse/internal/config"
 	"gatehouse/internal/demo"
+	"gatehouse/internal/h1"
 	"gatehouse/internal/journey"
 	"gatehouse/internal/listen"
 	"gatehouse/internal/tlsterm"
@@ -45,6 +46,7 @@ type listener struct {
 	order    int // position in the config, for HTTPAddrs
 	sock     *listen.Socket
 	srv      *http.Server
+	eng      *h1.Engine // plain HTTP listeners: the event loops in front of srv
 	fresh    *freshConns
 	settings serverSettings
 	shutdown time.Duration
@@ -180,11 +182,11 @@ func (in *Instance) apply(g *generation, initial bool) error {
 			l.shutdown = cfg.Server.ShutdownTimeout.D()
 			continue
 		}
-		prev, prevFresh := l.srv, l.fresh
+		prev, prevEng, prevFresh := l.srv, l.eng, l.fresh
 		l.settings, l.shutdown = settings, cfg.Server.ShutdownTimeout.D()
 		in.serve(l)
 		if prev != nil {
-			in.drain(prev, prevFresh, l.shutdown)
+			in.drain(prev, prevEng, prevFresh, l.shutdown)
 		}
 	}
 	for k, l := range in.listeners {
@@ -255,15 +257,34 @@ func (in *Instance) serve(l *listener) {
 	}
 	srv.ConnState = fresh.hook(count)
 	h := l.sock.Attach()
-	l.srv, l.fresh = srv, fresh
+	var eng *h1.Engine
+	if l.key.kind == kindHTTP {
+		var err error
+		eng, err = h1.New(h.Addr(), h1.Options{
+			Gen:               func() *h1.Gen { return in.gen.Load().fast },
+			ReadHeaderTimeout: l.settings.readHeader,
+			IdleTimeout:       l.settings.idle,
+			MaxHeaderBytes:    l.settings.maxHeader + 4096,
+			ConnState:         count,
+			Log:               in.log,
+		})
+		if err != nil {
+			in.log.Warn("event loops unavailable; net/http serves every request", "addr", h.Addr().String(), "error", err)
+		}
+	}
+	l.srv, l.eng, l.fresh = srv, eng, fresh
 	go func() {
 		var err error
-		if tlsCfg != nil {
+		switch {
+		case tlsCfg != nil:
 			err = srv.ServeTLS(h, "", "")
-		} else {
+		case eng != nil:
+			go eng.Serve(h)
+			err = srv.Serve(eng.Fallback())
+		default:
 			err = srv.Serve(h)
 		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			in.log.Error("server stopped", "addr", h.Addr().String(), "error", err)
 		}
 	}()
@@ -271,27 +292,39 @@ func (in *Instance) serve(l *listener) {
 
 // drain shuts a replaced server down in the background: it receives no new
 // connections and its in-flight requests finish.
-func (in *Instance) drain(srv *http.Server, fresh *freshConns, timeout time.Duration) {
+func (in *Instance) drain(srv *http.Server, eng *h1.Engine, fresh *freshConns, timeout time.Duration) {
 	in.draining.Add(1)
 	go func() {
 		defer in.draining.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
+		shutdown(ctx, srv, eng, fresh)
+	}()
+}
+
+// shutdown stops a server gracefully: the event loops first, as they may
+// still hand connections to srv, then srv once its fresh connections have
+// answered.
+func shutdown(ctx context.Context, srv *http.Server, eng *h1.Engine, fresh *freshConns) error {
+	if eng != nil {
+		eng.Shutdown(ctx)
+	}
+	if fresh != nil {
 		deadline, _ := ctx.Deadline()
 		fresh.wait(deadline)
-		if err := srv.Shutdown(ctx); err != nil {
-			srv.Close()
-		}
-	}()
+	}
+	err := srv.Shutdown(ctx)
+	if err != nil {
+		srv.Close()
+	}
+	return err
 }
 
 // stop shuts the listener's server down gracefully, then closes its socket.
 func (l *listener) stop(ctx context.Context) error {
 	var err error
 	if l.srv != nil {
-		if err = l.srv.Shutdown(ctx); err != nil {
-			l.srv.Close()
-		}
+		err = shutdown(ctx, l.srv, l.eng, nil)
 	}
 	l.sock.Close()
 	return err

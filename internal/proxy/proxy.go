@@ -69,6 +69,7 @@ type Handler struct {
 	// describe names, for the journey, what the upstream request carries;
 	// made once here rather than per request.
 	describe string
+	plain    *Plain
 }
 
 // New returns a Handler sending requests to pool.
@@ -90,6 +91,7 @@ func New(pool *upstream.Pool, o Options) *Handler {
 	if o.ThirdParty.DropSetCookie {
 		h.rp.ModifyResponse = h.modifyThirdParty
 	}
+	h.plain = h.plainOf()
 	return h
 }
 
@@ -184,7 +186,6 @@ func applyHeaders(hdr http.Header, ops HeaderOps, r *http.Request) {
 // answer (there is nobody to read it) and no warning.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	rec := journey.From(r.Context())
-	status, why := classify(err)
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		if rec != nil {
 			rec.UpstreamErr = "client closed the connection"
@@ -192,6 +193,16 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		w.WriteHeader(499) // nginx's "client closed request", for the access log
 		return
 	}
+	status, body := h.Failed(rec, r.Method, r.Host, r.URL.Path, err)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// Failed logs a failed upstream attempt, notes why in rec (which may be
+// nil), and returns the status and body to answer with.
+func (h *Handler) Failed(rec *journey.Record, method, host, path string, err error) (int, []byte) {
+	status, why := classify(err)
 	up := ""
 	var ue *upstream.Error
 	if errors.As(err, &ue) {
@@ -200,14 +211,53 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if rec != nil {
 		rec.UpstreamErr = why
 	}
-	h.opts.Log.Warn("upstream failed", "upstream", up, "status", status, "reason", why, "error", err.Error(), "method", r.Method, "host", r.Host, "path", r.URL.Path)
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(status)
+	h.opts.Log.Warn("upstream failed", "upstream", up, "status", status, "reason", why, "error", err.Error(), "method", method, "host", host, "path", path)
 	if status == http.StatusGatewayTimeout {
-		w.Write([]byte("504 Gateway Timeout\n"))
-	} else {
-		w.Write([]byte("502 Bad Gateway\n"))
+		return status, gatewayTimeoutBody
 	}
+	return status, badGatewayBody
+}
+
+var (
+	badGatewayBody     = []byte("502 Bad Gateway\n")
+	gatewayTimeoutBody = []byte("504 Gateway Timeout\n")
+)
+
+// Plain describes a handler whose requests a server may send itself over
+// HTTP/1.1, without building an http.Request: the default headers only
+// (Host, X-Real-IP, X-Forwarded-*), no header edits, no third-party
+// handling, plain-HTTP upstreams at IP literals.
+type Plain struct {
+	Handler  *Handler
+	Pool     *upstream.Pool
+	ClientIP *clientip.Resolver
+	// HostName is the Host the upstream receives; empty for the client's.
+	HostName string
+	// HostUpstream sends the upstream's own host:port.
+	HostUpstream bool
+	// Describe is the journey's note of what the upstream request carries.
+	Describe string
+}
+
+// Plain returns the handler's plain description, or nil when its requests
+// need the full reverse proxy.
+func (h *Handler) Plain() *Plain { return h.plain }
+
+func (h *Handler) plainOf() *Plain {
+	o := &h.opts
+	if len(o.Headers.Set)+len(o.Headers.Add)+len(o.Headers.Remove) > 0 ||
+		len(o.ResponseHeaders.Set)+len(o.ResponseHeaders.Add)+len(o.ResponseHeaders.Remove) > 0 ||
+		o.ThirdParty != (ThirdParty{}) || !h.pool.Plain() {
+		return nil
+	}
+	p := &Plain{Handler: h, Pool: h.pool, ClientIP: o.ClientIP, Describe: h.describe}
+	switch o.Host {
+	case HostUpstream:
+		p.HostUpstream = true
+	case HostLiteral:
+		p.HostName = o.HostName
+	}
+	return p
 }
 
 // classify maps an upstream error to a status and a plain-words reason.

@@ -220,14 +220,42 @@ func (t *Table) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
 	}
-	if rt.strip && rt.path != "/" {
-		rest := strings.TrimPrefix(p, strings.TrimSuffix(rt.path, "/"))
-		if rest == "" {
-			rest = "/"
-		}
-		r = withPath(r, rest)
+	if up := rt.UpstreamPath(p); len(up) != len(p) {
+		r = withPath(r, up)
 	}
 	rt.Handler.ServeHTTP(w, r)
+}
+
+// UpstreamPath is the path the route's handler sees for the cleaned path p:
+// p without the route's prefix when the route strips it.
+func (rt *Route) UpstreamPath(p string) string {
+	if !rt.strip || rt.path == "/" {
+		return p
+	}
+	rest := strings.TrimPrefix(p, strings.TrimSuffix(rt.path, "/"))
+	if rest == "" {
+		rest = "/"
+	}
+	return rest
+}
+
+// MaxBody is the route's request body limit; 0 for none.
+func (rt *Route) MaxBody() int64 { return rt.maxBody }
+
+// Plain returns the route serving a plain-HTTP request for host (as sent,
+// with any port) and path, when a route serves it as-is: nil when the
+// answer is the ACME challenge, the HTTPS redirect or a 404, or when the
+// path must be normalised first. It is the decision ServeHTTP makes, for
+// servers that route before building an http.Request.
+func (t *Table) Plain(host, p string) (*Site, *Route) {
+	if t.challenge != nil && strings.HasPrefix(p, "/.well-known/acme-challenge/") || needsClean(p) {
+		return nil, nil
+	}
+	site := t.Site(HostOnly(host))
+	if site == nil || site.TLS {
+		return nil, nil
+	}
+	return site, site.Match(p)
 }
 
 func note(rec *journey.Record, s *Site, rt *Route, handler string) {

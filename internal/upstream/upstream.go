@@ -40,11 +40,14 @@ type Options struct {
 
 // Host is one upstream.
 type Host struct {
-	URL      *url.URL // as configured
-	name     string   // URL as a string, made once
-	scheme   string   // http or https on the wire (h2c is http)
-	prefix   string   // path prefix from the URL, without trailing slash
-	rt       http.RoundTripper
+	URL    *url.URL // as configured
+	name   string   // URL as a string, made once
+	scheme string   // http or https on the wire (h2c is http)
+	prefix string   // path prefix from the URL, without trailing slash
+	rt     http.RoundTripper
+	// literal is the address when the URL names an IP and port: such a
+	// host can be reached without a resolver.
+	literal  netip.AddrPort
 	inflight atomic.Int64
 	downTill atomic.Int64 // unix nanoseconds; 0 when healthy
 }
@@ -56,6 +59,7 @@ func (h *Host) Addr() string { return h.URL.Host }
 // picks a host, points the request at it and sends it.
 type Pool struct {
 	Hosts  []*Host
+	opts   Options
 	policy string
 	next   atomic.Uint64
 	seed   maphash.Seed
@@ -66,7 +70,7 @@ const failTimeout = 10 * time.Second
 
 // New builds a pool for the upstream URLs.
 func New(urls []string, o Options) (*Pool, error) {
-	p := &Pool{policy: o.Policy, seed: maphash.MakeSeed()}
+	p := &Pool{policy: o.Policy, opts: o, seed: maphash.MakeSeed()}
 	ts := o.Transports
 	if ts == nil {
 		ts = NewTransports()
@@ -86,6 +90,9 @@ func New(urls []string, o Options) (*Pool, error) {
 				port = "443"
 			}
 			u.Host = net.JoinHostPort(u.Hostname(), port)
+		}
+		if ap, err := netip.ParseAddrPort(u.Host); err == nil {
+			h.literal = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}
 		if h.rt, err = ts.get(u.Scheme, o); err != nil {
 			return nil, err
@@ -200,8 +207,12 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	rec := journey.From(req.Context())
 	tried := 0
 	path, rawPath := req.URL.Path, req.URL.RawPath
+	var client netip.Addr
+	if rec != nil {
+		client = rec.Client
+	}
 	for {
-		h := p.pick(req, rec)
+		h := p.Pick(client)
 		if rec != nil {
 			rec.Upstream = h.name
 			rec.Tries++
@@ -222,9 +233,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			rec.UpstreamTime = time.Since(start)
 		}
 		if err == nil {
-			if h.downTill.Load() != 0 {
-				h.downTill.Store(0)
-			}
+			h.MarkUp()
 			if rec != nil {
 				rec.UpstreamStatus = resp.StatusCode
 			}
@@ -234,7 +243,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !isDialError(err) {
 			return nil, &Error{Upstream: h.name, Err: err}
 		}
-		h.downTill.Store(time.Now().Add(failTimeout).UnixNano())
+		h.MarkDown()
 		if tried >= len(p.Hosts) || !replayable(req) {
 			return nil, &Error{Upstream: h.name, Err: err}
 		}
@@ -266,7 +275,9 @@ func replayable(req *http.Request) bool {
 	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 }
 
-func (p *Pool) pick(req *http.Request, rec *journey.Record) *Host {
+// Pick returns the host the policy chooses for a request from client (used
+// by ip_hash). Hosts recently marked down are passed over.
+func (p *Pool) Pick(client netip.Addr) *Host {
 	if len(p.Hosts) == 1 {
 		return p.Hosts[0]
 	}
@@ -293,11 +304,7 @@ func (p *Pool) pick(req *http.Request, rec *journey.Record) *Host {
 			return best
 		}
 	case "ip_hash":
-		var a netip.Addr
-		if rec != nil {
-			a = rec.Client
-		}
-		b := a.As16()
+		b := client.As16()
 		start := int(maphash.Bytes(p.seed, b[:]) % uint64(n))
 		for i := range n {
 			if h := p.Hosts[(start+i)%n]; up(h) {
@@ -314,4 +321,41 @@ func (p *Pool) pick(req *http.Request, rec *journey.Record) *Host {
 	// Every host is marked down: try one anyway rather than fail without
 	// asking, since "down" is only a guess from a past failure.
 	return p.Hosts[int(p.next.Add(1)-1)%n]
+}
+
+// Options returns the pool's settings (timeouts, idle connections).
+func (p *Pool) Options() Options { return p.opts }
+
+// Plain reports whether every host is plain HTTP/1.1 (not h2c, not TLS)
+// at an IP literal: upstreams a server can reach on its own sockets.
+func (p *Pool) Plain() bool {
+	for _, h := range p.Hosts {
+		if h.URL.Scheme != "http" || !h.literal.IsValid() {
+			return false
+		}
+	}
+	return true
+}
+
+// Name is the host's URL as configured, for logs and the journey.
+func (h *Host) Name() string { return h.name }
+
+// Prefix is the path the URL adds before every request path, without a
+// trailing slash.
+func (h *Host) Prefix() string { return h.prefix }
+
+// AddrPort is the host's address when its URL names an IP literal.
+func (h *Host) AddrPort() netip.AddrPort { return h.literal }
+
+// Begin and End count a request in flight to h (least_conn, status).
+func (h *Host) Begin() { h.inflight.Add(1) }
+func (h *Host) End()   { h.inflight.Add(-1) }
+
+// MarkDown passes h over for a while after it refused a connection;
+// MarkUp ends that when it answered.
+func (h *Host) MarkDown() { h.downTill.Store(time.Now().Add(failTimeout).UnixNano()) }
+func (h *Host) MarkUp() {
+	if h.downTill.Load() != 0 {
+		h.downTill.Store(0)
+	}
 }

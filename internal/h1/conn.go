@@ -1,0 +1,906 @@
+package h1
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"gatehouse/internal/journey"
+	"gatehouse/internal/proxy"
+	"gatehouse/internal/upstream"
+)
+
+// phase is where a client connection is in its current exchange.
+type phase uint8
+
+const (
+	phHead    phase = iota // waiting for or reading a request head
+	phConnect              // getting an upstream connection
+	phSend                 // sending the request: head, then body
+	phWait                 // waiting for the response head
+	phRelay                // relaying the response to the client
+)
+
+// conn is a client connection on a loop.
+type conn struct {
+	l       *loop
+	fd      int
+	owner   net.Conn // what the listener accepted; closed with the socket
+	peer    netip.AddrPort
+	local   net.Addr
+	verdict string
+	slot    int // index in l.conns
+
+	readable, writable bool
+	hup                bool // the client hung up or the socket failed
+	phase              phase
+	x                  *exchange // nil while idle
+	deadline           int64
+	idleSince          int64
+	served             int
+	// lastHost and lastPath are the strings of the last request's Host and
+	// path, reused while a keep-alive client repeats them.
+	lastHost, lastPath string
+}
+
+// exchange is one request and its response, with the buffers they pass
+// through; idle connections give theirs back to the loop.
+type exchange struct {
+	c *conn
+	// in holds client bytes; in[inOff:inN] are not consumed yet, and the
+	// request head starts at headOff while it is needed.
+	in                   []byte
+	inOff, inN, headOff  int
+	req, resp            head
+	uout                 []byte // the request as sent upstream (head and buffered body)
+	upPend               []byte // what is left to write upstream
+	cout                 []byte // the response head for the client
+	cPend                []byte // what is left to write to the client
+	rbuf                 []byte // upstream bytes; rbuf[rOff:rN] unparsed
+	rOff, rN             int
+	bodyLeft             int64 // request body still to come from the client
+	mode                 bodyMode
+	respLeft             int64
+	chunks               chunkScanner
+	upEOF                bool
+	reusable, closeAfter bool
+	headOnly             bool
+	replayable           bool // uout holds the whole request
+	idempotent           bool
+	plain                *proxy.Plain
+	host                 *upstream.Host
+	upPath               string
+	up                   *upConn
+	gen                  *Gen
+	sentAt               time.Time
+	rec                  journey.Record
+}
+
+type bodyMode uint8
+
+const (
+	bodyNone bodyMode = iota
+	bodyLength
+	bodyChunked
+	bodyEOF // until the upstream closes
+)
+
+const (
+	inSize   = 4 << 10
+	readSize = 32 << 10
+)
+
+func newExchange() *exchange {
+	return &exchange{
+		in: make([]byte, inSize), rbuf: make([]byte, readSize),
+		uout: make([]byte, 0, 1024), cout: make([]byte, 0, 1024),
+		req:  head{fields: make([]field, 0, 32)},
+		resp: head{fields: make([]field, 0, 32)},
+	}
+}
+
+// clear readies x for another connection, keeping its buffers.
+func (x *exchange) clear() {
+	x.c, x.up, x.plain, x.host, x.gen = nil, nil, nil, nil, nil
+	x.inOff, x.inN = 0, 0
+	if len(x.in) > inSize {
+		x.in = make([]byte, inSize) // a large head does not stay pinned
+	}
+	x.next()
+}
+
+// next readies x for the connection's next request, keeping unread bytes.
+func (x *exchange) next() {
+	x.rOff, x.rN, x.bodyLeft, x.respLeft = 0, 0, 0, 0
+	x.mode, x.chunks = bodyNone, chunkScanner{}
+	x.upEOF, x.reusable, x.closeAfter, x.headOnly, x.replayable, x.idempotent = false, false, false, false, false, false
+	x.uout, x.cout, x.upPend, x.cPend = x.uout[:0], x.cout[:0], nil, nil
+	x.upPath = ""
+	x.rec = journey.Record{}
+}
+
+func (c *conn) event(ev uint32) {
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0 {
+		c.readable = true
+	}
+	if ev&unix.EPOLLOUT != 0 {
+		c.writable = true
+	}
+	if ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.readable, c.writable, c.hup = true, true, true
+	}
+	if ev&unix.EPOLLRDHUP != 0 && c.phase != phHead && !c.hup && c.peekEOF() {
+		// The client closed its side while its request is served: it is
+		// gone, as nginx takes it, unless it sent more first.
+		c.hup = true
+	}
+	c.advance()
+}
+
+// peekEOF reports whether nothing but the end of the stream is left to read.
+func (c *conn) peekEOF() bool {
+	var b [1]byte
+	n, _, err := unix.Recvfrom(c.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return n == 0 && err == nil
+}
+
+// advance moves the connection on as far as its sockets allow.
+func (c *conn) advance() {
+	for c.fd >= 0 {
+		if c.hup && c.phase != phHead {
+			c.abort()
+			return
+		}
+		var more bool
+		switch c.phase {
+		case phHead:
+			more = c.readHead()
+		case phConnect:
+			more = c.x.connect()
+		case phSend:
+			more = c.x.send()
+		case phWait:
+			more = c.x.waitHead()
+		case phRelay:
+			more = c.x.relay()
+		}
+		if !more {
+			return
+		}
+	}
+}
+
+// readHead reads until a request head is complete, then routes it.
+func (c *conn) readHead() bool {
+	o := &c.l.e.opts
+	for {
+		x := c.x
+		if x != nil && x.inN > x.inOff {
+			switch err := parseRequest(x.in[x.inOff:x.inN], &x.req); err {
+			case nil:
+				return c.route()
+			case errForeign:
+				c.handoff()
+				return false
+			}
+		}
+		if !c.readable {
+			if x != nil && x.inN == x.inOff {
+				c.l.putExchange(x)
+				c.x = nil
+			}
+			return false
+		}
+		if x == nil {
+			x = c.l.getExchange()
+			x.c, c.x = c, x
+		}
+		if x.inOff > 0 {
+			x.inN = copy(x.in, x.in[x.inOff:x.inN])
+			x.inOff = 0
+		}
+		if x.inN == len(x.in) {
+			if len(x.in) >= o.MaxHeaderBytes {
+				c.handoff() // the full server answers 431
+				return false
+			}
+			grown := make([]byte, min(2*len(x.in), o.MaxHeaderBytes))
+			copy(grown, x.in[:x.inN])
+			x.in = grown
+		}
+		n, err := unix.Read(c.fd, x.in[x.inN:])
+		switch {
+		case n > 0:
+			if x.inN == 0 {
+				c.deadline = c.l.now + int64(o.ReadHeaderTimeout)
+			}
+			if n < len(x.in)-x.inN {
+				c.readable = false // drained: the next data brings a new edge
+			}
+			x.inN += n
+		case err == unix.EAGAIN:
+			c.readable = false
+		case err == unix.EINTR:
+		default:
+			c.close() // EOF or error between requests: a normal end
+			return false
+		}
+	}
+}
+
+// route decides who answers the parsed request: the loop for a plain
+// proxy route, else the full server.
+func (c *conn) route() bool {
+	x := c.x
+	var g *Gen
+	if f := c.l.e.opts.Gen; f != nil {
+		g = f()
+	}
+	if g == nil || g.Full != nil && g.Full() {
+		c.handoff()
+		return false
+	}
+	b := x.in[x.inOff:x.inN]
+	r := &x.req
+	hostB, pathB := r.host.of(b), r.path.of(b)
+	site, rt := g.Table.Plain(unsafeString(hostB), unsafeString(pathB))
+	if rt == nil {
+		c.handoff()
+		return false
+	}
+	ph, _ := rt.Handler.(*proxy.Handler)
+	var plain *proxy.Plain
+	if ph != nil {
+		plain = ph.Plain()
+	}
+	if plain == nil || plain.ClientIP.Trusts(c.peer.Addr()) ||
+		rt.MaxBody() > 0 && r.contentLength > rt.MaxBody() {
+		c.handoff()
+		return false
+	}
+	method := r.method.of(b)
+	x.gen, x.plain = g, plain
+	x.headOnly = string(method) == "HEAD"
+	x.idempotent = idempotent(method)
+	x.host = plain.Pool.Pick(c.peer.Addr())
+	if string(hostB) != c.lastHost {
+		c.lastHost = string(hostB)
+	}
+	if string(pathB) != c.lastPath {
+		c.lastPath = string(pathB)
+	}
+	x.upPath = rt.UpstreamPath(c.lastPath)
+	x.rec = journey.Record{
+		Start: time.Now(), Local: c.local, Peer: c.peer, Client: c.peer.Addr(),
+		Firewall: c.verdict, Method: methodString(method), Host: c.lastHost, Path: c.lastPath,
+		Site: site.Name, Route: rt.Pattern, Handler: rt.Kind, ProxyHeaders: plain.Describe,
+	}
+	x.headOff = x.inOff
+	x.buildRequest()
+	// The buffered part of the body goes with the head.
+	x.inOff += r.size
+	take := min(r.contentLength, int64(x.inN-x.inOff))
+	if take > 0 {
+		x.uout = append(x.uout, x.in[x.inOff:x.inOff+int(take)]...)
+		x.inOff += int(take)
+	}
+	x.bodyLeft = max(r.contentLength, 0) - max(take, 0)
+	x.replayable = x.bodyLeft == 0
+	x.closeAfter = r.close
+	c.phase = phConnect
+	c.l.e.served.Add(1)
+	return true
+}
+
+// buildRequest writes the upstream request head into uout: the client's
+// fields minus hop-by-hop ones and what it claimed about earlier hops,
+// then Host and the X-Forwarded-* fields the edge vouches for.
+func (x *exchange) buildRequest() {
+	b := x.in[x.headOff:x.inN]
+	r := &x.req
+	client := x.c.peer.Addr()
+	out := x.uout[:0]
+	out = append(out, r.method.of(b)...)
+	out = append(out, ' ')
+	out = append(out, x.host.Prefix()...)
+	out = append(out, x.upPath...)
+	out = append(out, b[r.path.end:r.target.end]...) // the query
+	out = append(out, " HTTP/1.1\r\nHost: "...)
+	switch {
+	case x.plain.HostName != "":
+		out = append(out, x.plain.HostName...)
+	case x.plain.HostUpstream:
+		out = x.host.AddrPort().AppendTo(out)
+	default:
+		out = append(out, r.host.of(b)...)
+	}
+	out = append(out, "\r\n"...)
+	for i := range r.fields {
+		f := &r.fields[i]
+		if f.kind == fieldHost || f.kind == fieldForwarded || r.hopByHop(b, f) {
+			continue
+		}
+		out = append(out, f.name.of(b)...)
+		out = append(out, ": "...)
+		out = append(out, f.value.of(b)...)
+		out = append(out, "\r\n"...)
+	}
+	out = append(out, "X-Forwarded-For: "...)
+	out = client.AppendTo(out)
+	out = append(out, "\r\nX-Forwarded-Host: "...)
+	out = append(out, r.host.of(b)...)
+	out = append(out, "\r\nX-Forwarded-Proto: http\r\nX-Real-Ip: "...)
+	out = client.AppendTo(out)
+	out = append(out, "\r\n\r\n"...)
+	x.uout = out
+}
+
+// connect takes a pooled upstream connection or dials one.
+func (x *exchange) connect() bool {
+	c := x.c
+	if x.up == nil {
+		addr := x.host.AddrPort()
+		x.rec.Upstream = x.host.Name()
+		x.rec.Tries++
+		if u := c.l.takeIdle(addr); u != nil {
+			x.attach(u)
+			return true
+		}
+		u, err := c.l.dial(addr)
+		if err != nil {
+			return x.upstreamFailed(dialError(addr, err))
+		}
+		u.x = x
+		x.up = u
+		x.host.Begin()
+		c.deadline = c.l.now + int64(x.plain.Pool.Options().DialTimeout)
+		if x.plain.Pool.Options().DialTimeout <= 0 {
+			c.deadline = c.l.now + int64(10*time.Second)
+		}
+	}
+	u := x.up
+	if !u.writable && !u.readable {
+		return false
+	}
+	if errno, err := unix.GetsockoptInt(u.fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || errno != 0 {
+		if err == nil {
+			err = unix.Errno(errno)
+		}
+		return x.upstreamFailed(dialError(u.addr, err))
+	}
+	u.connected = true
+	x.upPend = x.uout
+	c.phase = phSend
+	c.deadline = c.l.now + int64(c.l.e.opts.IdleTimeout)
+	return true
+}
+
+func (x *exchange) attach(u *upConn) {
+	u.x = x
+	x.up = u
+	x.host.Begin()
+	x.upPend = x.uout
+	x.c.phase = phSend
+	x.c.deadline = x.c.l.now + int64(x.c.l.e.opts.IdleTimeout)
+}
+
+// send writes the request upstream, streaming a body the client is still
+// sending.
+func (x *exchange) send() bool {
+	c, u := x.c, x.up
+	for len(x.upPend) > 0 {
+		if !u.writable {
+			return false
+		}
+		n, err := unix.Write(u.fd, x.upPend)
+		switch {
+		case n > 0:
+			x.upPend = x.upPend[n:]
+			if len(x.upPend) > 0 {
+				u.writable = false
+			}
+			c.deadline = c.l.now + int64(c.l.e.opts.IdleTimeout)
+		case err == unix.EAGAIN:
+			u.writable = false
+			return false
+		case err == unix.EINTR:
+		default:
+			return x.upstreamFailed(err)
+		}
+	}
+	if x.bodyLeft > 0 {
+		if !c.readable {
+			return false
+		}
+		// Everything buffered was body, so the buffer is free.
+		n, err := unix.Read(c.fd, x.in)
+		switch {
+		case n > 0:
+			if n < len(x.in) {
+				c.readable = false
+			}
+			take := int(min(int64(n), x.bodyLeft))
+			x.upPend = x.in[:take]
+			x.inOff, x.inN = take, n // anything after is the next request
+			x.bodyLeft -= int64(take)
+			return true
+		case err == unix.EAGAIN:
+			c.readable = false
+			return false
+		case err == unix.EINTR:
+			return true
+		}
+		c.abort() // the client left in the middle of its body
+		return false
+	}
+	x.sentAt = time.Now()
+	c.phase = phWait
+	if t := x.plain.Pool.Options().HeaderTimeout; t > 0 {
+		c.deadline = c.l.now + int64(t)
+	} else {
+		c.deadline = 0
+	}
+	return true
+}
+
+// waitHead reads the response head; interim (1xx) heads are passed on.
+func (x *exchange) waitHead() bool {
+	u := x.up
+	for {
+		if x.rN > x.rOff {
+			err := parseResponse(x.rbuf[x.rOff:x.rN], &x.resp)
+			if err == nil {
+				if s := x.resp.status; s < 200 {
+					if s == 101 {
+						return x.upstreamFailed(errBadResponse) // no Upgrade was asked for
+					}
+					x.cout = x.appendHead(x.cout, x.rbuf[x.rOff:x.rN], false)
+					x.rOff += x.resp.size
+					continue
+				}
+				return x.startResponse()
+			}
+			if err != errIncomplete {
+				return x.upstreamFailed(err)
+			}
+			if x.rN == len(x.rbuf) {
+				if x.rOff == 0 {
+					return x.upstreamFailed(errBadResponse) // a head larger than the buffer
+				}
+				x.rN = copy(x.rbuf, x.rbuf[x.rOff:x.rN])
+				x.rOff = 0
+			}
+		}
+		if !u.readable {
+			return false
+		}
+		n, err := unix.Read(u.fd, x.rbuf[x.rN:])
+		switch {
+		case n > 0:
+			if n < len(x.rbuf)-x.rN {
+				u.readable = false
+			}
+			x.rN += n
+		case err == unix.EAGAIN:
+			u.readable = false
+			return false
+		case err == unix.EINTR:
+		default:
+			if err == nil {
+				err = errUpstreamClosed
+			}
+			return x.upstreamFailed(err)
+		}
+	}
+}
+
+var errUpstreamClosed = errors.New("the upstream closed the connection before answering")
+
+// startResponse sends the response head and what body came with it.
+func (x *exchange) startResponse() bool {
+	c, r := x.c, &x.resp
+	x.rec.UpstreamTime = time.Since(x.sentAt)
+	x.rec.UpstreamStatus = r.status
+	x.host.MarkUp()
+	switch {
+	case x.headOnly || r.status == 204 || r.status == 304:
+		x.mode = bodyNone
+	case r.chunked:
+		x.mode = bodyChunked
+	case r.contentLength >= 0:
+		x.mode, x.respLeft = bodyLength, r.contentLength
+	default:
+		x.mode = bodyEOF
+		x.closeAfter = true // the only way the client can tell the end
+	}
+	x.reusable = !r.close && x.mode != bodyEOF
+	if c.l.e.draining.Load() {
+		x.closeAfter = true
+	}
+	b := x.rbuf[x.rOff:x.rN]
+	x.cout = x.appendHead(x.cout, b, true)
+	rest := b[r.size:]
+	k, err := x.take(rest)
+	if err != nil {
+		c.abort()
+		return false
+	}
+	if k < len(rest) {
+		x.reusable = false // bytes beyond the response: do not trust the connection
+	}
+	x.cout = append(x.cout, rest[:k]...)
+	x.rec.Bytes = int64(k)
+	x.rOff, x.rN = 0, 0
+	x.cPend = x.cout
+	c.phase = phRelay
+	c.deadline = c.l.now + int64(c.l.e.opts.IdleTimeout)
+	return true
+}
+
+// appendHead writes a response head for the client: the upstream's status
+// and fields without hop-by-hop ones, Date when missing, and
+// Connection: close when the connection ends after it.
+func (x *exchange) appendHead(out, b []byte, final bool) []byte {
+	r := &x.resp
+	out = append(out, statusLine(r.status)...)
+	for i := range r.fields {
+		f := &r.fields[i]
+		if r.hopByHop(b, f) || f.kind == fieldContentLength && r.chunked {
+			continue
+		}
+		out = append(out, f.name.of(b)...)
+		out = append(out, ": "...)
+		out = append(out, f.value.of(b)...)
+		out = append(out, "\r\n"...)
+	}
+	if final {
+		if !r.hasDate {
+			out = append(out, x.c.l.dateLine()...)
+		}
+		if x.closeAfter {
+			out = append(out, "Connection: close\r\n"...)
+		}
+	}
+	return append(out, "\r\n"...)
+}
+
+// take returns how many bytes of b belong to the response body.
+func (x *exchange) take(b []byte) (int, error) {
+	switch x.mode {
+	case bodyLength:
+		k := int(min(int64(len(b)), x.respLeft))
+		x.respLeft -= int64(k)
+		return k, nil
+	case bodyChunked:
+		return x.chunks.scan(b)
+	case bodyEOF:
+		return len(b), nil
+	}
+	return 0, nil
+}
+
+func (x *exchange) bodyDone() bool {
+	switch x.mode {
+	case bodyLength:
+		return x.respLeft == 0
+	case bodyChunked:
+		return x.chunks.done()
+	case bodyEOF:
+		return x.upEOF
+	}
+	return true
+}
+
+// relay writes what is pending to the client and reads more of the body,
+// never reading faster than the client takes it.
+func (x *exchange) relay() bool {
+	c := x.c
+	for {
+		for len(x.cPend) > 0 {
+			if !c.writable {
+				return false
+			}
+			n, err := unix.Write(c.fd, x.cPend)
+			switch {
+			case n > 0:
+				x.cPend = x.cPend[n:]
+				if len(x.cPend) > 0 {
+					c.writable = false
+				}
+				c.deadline = c.l.now + int64(c.l.e.opts.IdleTimeout)
+			case err == unix.EAGAIN:
+				c.writable = false
+				return false
+			case err == unix.EINTR:
+			default:
+				c.abort()
+				return false
+			}
+		}
+		if x.bodyDone() {
+			return x.finish()
+		}
+		u := x.up
+		if u == nil || !u.readable {
+			return false
+		}
+		n, err := unix.Read(u.fd, x.rbuf)
+		switch {
+		case n > 0:
+			if n < len(x.rbuf) {
+				u.readable = false
+			}
+			k, err := x.take(x.rbuf[:n])
+			if err != nil {
+				c.abort()
+				return false
+			}
+			if k < n {
+				x.reusable = false
+			}
+			x.cPend = x.rbuf[:k]
+			x.rec.Bytes += int64(k)
+		case err == unix.EAGAIN:
+			u.readable = false
+			return false
+		case err == unix.EINTR:
+		case n == 0 && err == nil && x.mode == bodyEOF:
+			x.upEOF = true
+		default:
+			c.abort() // the upstream broke off in the middle of the body
+			return false
+		}
+	}
+}
+
+// finish ends the exchange: the upstream connection goes back to the pool,
+// the record to the access log, and the client connection on to its next
+// request or closed.
+func (x *exchange) finish() bool {
+	c := x.c
+	x.releaseUpstream(x.reusable)
+	x.rec.Status = x.resp.status
+	x.rec.Duration = time.Since(x.rec.Start)
+	x.gen.Finish(&x.rec)
+	c.served++
+	if x.closeAfter {
+		c.close()
+		return false
+	}
+	c.phase = phHead
+	c.idleSince = c.l.now
+	c.deadline = c.l.now + int64(c.l.e.opts.IdleTimeout)
+	x.next()
+	return true
+}
+
+func (x *exchange) releaseUpstream(reuse bool) {
+	u := x.up
+	if u == nil {
+		return
+	}
+	x.up = nil
+	x.host.End()
+	if reuse && u.fd >= 0 {
+		o := x.plain.Pool.Options()
+		u.release(o.MaxIdle, o.IdleTimeout)
+		return
+	}
+	u.closeFd()
+	u.x = nil
+}
+
+// upstreamFailed retries when that is safe, else answers 502 or 504.
+func (x *exchange) upstreamFailed(err error) bool {
+	c := x.c
+	reused := x.up != nil && x.up.reused
+	x.releaseUpstream(false)
+	var op *net.OpError
+	dial := errors.As(err, &op) && op.Op == "dial"
+	if dial {
+		x.host.MarkDown()
+	}
+	retry := x.replayable && x.rec.Tries < 3 &&
+		(dial && x.rec.Tries < len(x.plain.Pool.Hosts) || // another host
+			reused && x.idempotent && x.rN == 0) // a pooled connection the upstream had closed
+	if retry {
+		if dial {
+			x.host = x.plain.Pool.Pick(c.peer.Addr())
+			x.buildRequest()
+			x.uout = append(x.uout, x.in[x.headOff+x.req.size:x.inOff]...)
+		}
+		x.rOff, x.rN = 0, 0
+		c.phase = phConnect
+		return true
+	}
+	status, body := x.plain.Handler.Failed(&x.rec, x.rec.Method, x.rec.Host, x.rec.Path, &upstream.Error{Upstream: x.host.Name(), Err: err})
+	if x.bodyLeft > 0 {
+		x.closeAfter = true // the rest of the body would be taken for a request
+	}
+	x.resp.reset()
+	x.resp.status = status
+	x.mode = bodyNone
+	out := append(x.cout[:0], statusLine(status)...)
+	out = append(out, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: "...)
+	out = strconv.AppendInt(out, int64(len(body)), 10)
+	out = append(out, "\r\n"...)
+	out = append(out, c.l.dateLine()...)
+	if x.closeAfter {
+		out = append(out, "Connection: close\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	if !x.headOnly {
+		out = append(out, body...)
+		x.rec.Bytes = int64(len(body))
+	}
+	x.cout, x.cPend = out, out
+	c.phase = phRelay
+	return true
+}
+
+func dialError(addr netip.AddrPort, err error) error {
+	return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(addr), Err: os.NewSyscallError("connect", err)}
+}
+
+// tick enforces the connection's deadline and, while the engine drains,
+// closes it when idle. Connections that never sent a request get five
+// seconds to do so, as net/http gives them.
+func (c *conn) tick(draining bool) {
+	now := c.l.now
+	if c.deadline != 0 && now > c.deadline {
+		switch c.phase {
+		case phConnect:
+			c.x.upstreamFailed(&net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(c.x.host.AddrPort()), Err: os.ErrDeadlineExceeded})
+			c.advance()
+		case phWait:
+			c.x.upstreamFailed(os.ErrDeadlineExceeded)
+			c.advance()
+		case phHead:
+			c.close()
+		default:
+			c.abort()
+		}
+		return
+	}
+	if draining && c.phase == phHead && (c.x == nil || c.x.inN == c.x.inOff) &&
+		(c.served > 0 || now-c.idleSince > int64(5*time.Second)) {
+		c.close()
+	}
+}
+
+// abort ends a connection in the middle of an exchange: the client left,
+// the upstream broke off, or time ran out.
+func (c *conn) abort() {
+	if x := c.x; x != nil && c.phase != phHead {
+		if x.rec.Status == 0 {
+			x.rec.Status = 499 // nginx's "client closed request"
+			if x.resp.status != 0 {
+				x.rec.Status = x.resp.status
+			}
+		}
+		if x.rec.UpstreamErr == "" && c.hup {
+			x.rec.UpstreamErr = "client closed the connection"
+		}
+		x.releaseUpstream(false)
+		x.rec.Duration = time.Since(x.rec.Start)
+		x.gen.Finish(&x.rec)
+	}
+	c.close()
+}
+
+// close closes the client connection.
+func (c *conn) close() {
+	if c.fd < 0 {
+		return
+	}
+	l := c.l
+	l.forget(c.fd)
+	unix.Close(c.fd)
+	c.fd = -1
+	c.detach()
+	c.owner.Close() // ends its count with the firewall; the socket is already closed
+	if f := l.e.opts.ConnState; f != nil {
+		f(c.owner, http.StateClosed)
+	}
+	l.e.conns.Add(-1)
+}
+
+// detach takes c off the loop's list and gives back its exchange.
+func (c *conn) detach() {
+	l := c.l
+	last := len(l.conns) - 1
+	l.conns[c.slot] = l.conns[last]
+	l.conns[c.slot].slot = c.slot
+	l.conns[last] = nil
+	l.conns = l.conns[:last]
+	if x := c.x; x != nil {
+		x.releaseUpstream(false)
+		l.putExchange(x)
+		c.x = nil
+	}
+}
+
+// handoff gives the connection, with every byte read so far, to the full
+// server.
+func (c *conn) handoff() {
+	l := c.l
+	var pending []byte
+	if x := c.x; x != nil {
+		pending = bytes.Clone(x.in[x.inOff:x.inN])
+	}
+	l.forget(c.fd)
+	nc, err := toNetConn(c.fd)
+	c.fd = -1
+	c.detach()
+	// Counted out only once delivered, so Shutdown does not close the
+	// fallback listener under it.
+	defer l.e.conns.Add(-1)
+	cs := l.e.opts.ConnState
+	if err != nil {
+		c.owner.Close()
+		if cs != nil {
+			cs(c.owner, http.StateClosed)
+		}
+		return
+	}
+	if cs != nil {
+		cs(c.owner, http.StateHijacked)
+	}
+	l.e.handed.Add(1)
+	l.e.fallback.deliver(&handed{Conn: nc, pending: pending, owner: c.owner, verdict: c.verdict})
+}
+
+// statusLines are "HTTP/1.1 200 OK\r\n" and so on, with net/http's texts.
+var statusLines = func() (t [600][]byte) {
+	for code := 100; code < 600; code++ {
+		text := http.StatusText(code)
+		if text == "" {
+			text = "status code " + strconv.Itoa(code)
+		}
+		t[code] = []byte("HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n")
+	}
+	return
+}()
+
+func statusLine(code int) []byte { return statusLines[code] }
+
+func idempotent(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+// methodString returns the method as a string, without allocating for the
+// standard ones.
+func methodString(m []byte) string {
+	switch string(m) {
+	case "GET":
+		return http.MethodGet
+	case "HEAD":
+		return http.MethodHead
+	case "POST":
+		return http.MethodPost
+	case "PUT":
+		return http.MethodPut
+	case "PATCH":
+		return http.MethodPatch
+	case "DELETE":
+		return http.MethodDelete
+	case "OPTIONS":
+		return http.MethodOptions
+	}
+	return string(m)
+}
+
+// unsafeString views b as a string for a lookup that does not keep it.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

@@ -1,0 +1,612 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gatehouse/internal/accesslog"
+	"gatehouse/internal/clientip"
+	"gatehouse/internal/journey"
+	"gatehouse/internal/proxy"
+	"gatehouse/internal/route"
+	"gatehouse/internal/upstream"
+)
+
+// rig is an engine in front of a full server, proxying app.test to a
+// backend, as the instance wires them.
+type rig struct {
+	eng     *Engine
+	addr    string
+	backend *httptest.Server
+	mu      sync.Mutex
+	recs    []journey.Record
+	logs    *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type rigOptions struct {
+	upstreams     []string // default: the backend
+	headerTimeout time.Duration
+	readHeader    time.Duration
+	idle          time.Duration
+}
+
+func newRig(t *testing.T, backend http.Handler, o rigOptions) *rig {
+	t.Helper()
+	r := &rig{logs: &lockedBuffer{}}
+	r.backend = httptest.NewServer(backend)
+	t.Cleanup(r.backend.Close)
+	log := slog.New(slog.NewTextHandler(r.logs, nil))
+	ups := o.upstreams
+	if ups == nil {
+		ups = []string{r.backend.URL}
+	}
+	pool, err := upstream.New(ups, upstream.Options{DialTimeout: time.Second, HeaderTimeout: o.headerTimeout, IdleTimeout: time.Minute, MaxIdle: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips := clientip.New(nil)
+	ph := proxy.New(pool, proxy.Options{ClientIP: ips, Log: log})
+	full := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("X-Served-By", "full")
+		io.WriteString(w, "full server\n")
+	})
+	table, err := route.New([]route.SiteSpec{
+		{Hosts: []string{"app.test"}, Routes: []route.RouteSpec{
+			{Path: "/", Kind: "proxy", Handler: ph},
+			{Path: "/full", Kind: "respond", Handler: full},
+			{Path: "/strip", StripPrefix: true, Kind: "proxy", Handler: ph},
+			{Path: "/small", MaxBody: 10, Kind: "proxy", Handler: ph},
+		}},
+		{Hosts: []string{"secure.test"}, TLS: true, Routes: []route.RouteSpec{{Path: "/", Kind: "proxy", Handler: ph}}},
+	}, route.Options{HTTPSPort: 8443})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mw := &accesslog.Middleware{Next: table, ClientIP: ips, Observe: func(rec *journey.Record) {
+		r.mu.Lock()
+		r.recs = append(r.recs, *rec)
+		r.mu.Unlock()
+	}}
+	gen := &Gen{Table: table, Finish: mw.Finish}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.readHeader == 0 {
+		o.readHeader = 2 * time.Second
+	}
+	if o.idle == 0 {
+		o.idle = 5 * time.Second
+	}
+	r.eng, err = New(ln.Addr(), Options{Gen: func() *Gen { return gen }, ReadHeaderTimeout: o.readHeader, IdleTimeout: o.idle, MaxHeaderBytes: 8 << 10, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mw, ReadHeaderTimeout: o.readHeader, MaxHeaderBytes: 4 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	go r.eng.Serve(ln)
+	go srv.Serve(r.eng.Fallback())
+	r.addr = ln.Addr().String()
+	t.Cleanup(func() {
+		ln.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := r.eng.Shutdown(ctx); err != nil {
+			t.Errorf("engine shutdown: %v", err)
+		}
+		srv.Shutdown(ctx)
+	})
+	return r
+}
+
+func (r *rig) records() []journey.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]journey.Record(nil), r.recs...)
+}
+
+// waitRecords waits for n records: a record is finished just after the
+// response is written.
+func (r *rig) waitRecords(t *testing.T, n int) []journey.Record {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		recs := r.records()
+		if len(recs) >= n || time.Now().After(deadline) {
+			if len(recs) != n {
+				t.Fatalf("%d records, want %d: %+v", len(recs), n, recs)
+			}
+			return recs
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// client is a raw connection that reads responses with net/http's parser,
+// so every answer the loop writes is checked against it.
+type client struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func (r *rig) dial(t *testing.T) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return &client{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (c *client) send(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.c, s); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *client) read(method string) (*http.Response, string) {
+	c.t.Helper()
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+	if err != nil {
+		c.t.Fatalf("reading response: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatalf("reading body: %v", err)
+	}
+	return resp, string(b)
+}
+
+func (c *client) roundTrip(req string) (*http.Response, string) {
+	c.t.Helper()
+	c.send(req)
+	method, _, _ := strings.Cut(req, " ")
+	return c.read(method)
+}
+
+// echo answers with what it received, as headers the test can read.
+func echo(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	h := w.Header()
+	h.Set("X-Method", r.Method)
+	h.Set("X-URI", r.RequestURI)
+	h.Set("X-Host", r.Host)
+	h.Set("X-Got-XFF", r.Header.Get("X-Forwarded-For"))
+	h.Set("X-Got-XFH", r.Header.Get("X-Forwarded-Host"))
+	h.Set("X-Got-XFP", r.Header.Get("X-Forwarded-Proto"))
+	h.Set("X-Got-Real-IP", r.Header.Get("X-Real-Ip"))
+	h.Set("X-Got-Custom", r.Header.Get("X-Custom"))
+	h.Set("X-Got-TE", r.Header.Get("Te"))
+	h.Set("X-Got-Keep-Alive", r.Header.Get("Keep-Alive"))
+	h.Set("X-Got-Forwarded", r.Header.Get("Forwarded"))
+	h.Set("X-Body-Len", strconv.Itoa(len(body)))
+	sum := sha256.Sum256(body)
+	h.Set("X-Body-Sum", hex.EncodeToString(sum[:]))
+	h.Set("Keep-Alive", "timeout=5") // hop-by-hop: never reaches the client
+	io.WriteString(w, "hello from the backend\n")
+}
+
+func TestProxiesOnTheLoop(t *testing.T) {
+	r := newRig(t, http.HandlerFunc(echo), rigOptions{})
+	c := r.dial(t)
+	for i := range 3 {
+		resp, body := c.roundTrip("GET /a/b?x=1&y=%2F HTTP/1.1\r\nHost: app.test:8080\r\nX-Custom: v1\r\n" +
+			"X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nKeep-Alive: 300\r\nConnection: keep-alive\r\n\r\n")
+		if resp.StatusCode != 200 || body != "hello from the backend\n" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+		want := map[string]string{
+			"X-Method": "GET", "X-Uri": "/a/b?x=1&y=%2F", "X-Host": "app.test:8080",
+			"X-Got-Xff": "127.0.0.1", "X-Got-Xfh": "app.test:8080", "X-Got-Xfp": "http", "X-Got-Real-Ip": "127.0.0.1",
+			"X-Got-Custom": "v1", "X-Got-Keep-Alive": "", "X-Got-Forwarded": "",
+			"Keep-Alive": "", "Content-Length": "23",
+		}
+		for k, v := range want {
+			if got := resp.Header.Get(k); got != v {
+				t.Errorf("request %d: %s = %q, want %q", i, k, got, v)
+			}
+		}
+		if resp.Header.Get("Date") == "" {
+			t.Errorf("no Date")
+		}
+	}
+	if served, handed := r.eng.Counts(); served != 3 || handed != 0 {
+		t.Fatalf("served %d, handed %d; want 3 on the loop", served, handed)
+	}
+	rec := r.waitRecords(t, 3)[0]
+	if rec.Site != "app.test" || rec.Route != "/" || rec.Handler != "proxy" || rec.Status != 200 || rec.UpstreamStatus != 200 ||
+		rec.Upstream != r.backend.URL || rec.Host != "app.test:8080" || rec.Path != "/a/b" || rec.Method != "GET" ||
+		rec.Bytes != 23 || rec.Tries != 1 || rec.Client.String() != "127.0.0.1" || rec.Duration <= 0 {
+		t.Fatalf("record: %+v", rec)
+	}
+}
+
+func TestStripPrefixAndPipelining(t *testing.T) {
+	r := newRig(t, http.HandlerFunc(echo), rigOptions{})
+	c := r.dial(t)
+	c.send("GET /strip/x HTTP/1.1\r\nHost: app.test\r\n\r\nGET /strip HTTP/1.1\r\nHost: app.test\r\n\r\nHEAD /q HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	for _, want := range []string{"/x", "/", "/q"} {
+		method := "GET"
+		if want == "/q" {
+			method = "HEAD"
+		}
+		resp, body := c.read(method)
+		if got := resp.Header.Get("X-Uri"); got != want {
+			t.Errorf("upstream got %q, want %q", got, want)
+		}
+		if method == "HEAD" && body != "" {
+			t.Errorf("HEAD answered with a body %q", body)
+		}
+	}
+	if served, _ := r.eng.Counts(); served != 3 {
+		t.Fatalf("served %d", served)
+	}
+}
+
+func TestBodiesBothWays(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	r := newRig(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch req.URL.Path {
+		case "/chunked":
+			for i := range 50 {
+				fmt.Fprintf(w, "line %d\n", i)
+				w.(http.Flusher).Flush()
+			}
+			w.Header().Set("X-Trailer", "t") // too late: ignored
+		case "/big":
+			w.Write(big)
+		case "/nocontent":
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			echo(w, req)
+		}
+	}), rigOptions{})
+	c := r.dial(t)
+	resp, body := c.roundTrip("GET /chunked HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	if len(resp.TransferEncoding) != 1 || !strings.HasPrefix(body, "line 0\n") || !strings.HasSuffix(body, "line 49\n") {
+		t.Fatalf("chunked: %v %q", resp.TransferEncoding, body)
+	}
+	resp, body = c.roundTrip("GET /big HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	if body != string(big) {
+		t.Fatalf("big body: %d bytes", len(body))
+	}
+	resp, _ = c.roundTrip("GET /nocontent HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	if resp.StatusCode != 204 {
+		t.Fatal(resp.Status)
+	}
+	// A body larger than any buffer, sent while the backend reads it.
+	c.send("POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: " + strconv.Itoa(len(big)) + "\r\n\r\n")
+	go c.c.Write(big)
+	resp, _ = c.read("POST")
+	sum := sha256.Sum256(big)
+	if resp.Header.Get("X-Body-Len") != strconv.Itoa(len(big)) || resp.Header.Get("X-Body-Sum") != hex.EncodeToString(sum[:]) {
+		t.Fatalf("upload: %s %s", resp.Header.Get("X-Body-Len"), resp.Header.Get("X-Body-Sum"))
+	}
+	// A small body in the same packet as the head, then another request.
+	c.send("POST /form HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhelloGET /after HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	resp, _ = c.read("POST")
+	if resp.Header.Get("X-Body-Len") != "5" {
+		t.Fatalf("form body: %s", resp.Header.Get("X-Body-Len"))
+	}
+	resp, _ = c.read("GET")
+	if resp.Header.Get("X-Uri") != "/after" {
+		t.Fatalf("after: %q", resp.Header.Get("X-Uri"))
+	}
+	if served, handed := r.eng.Counts(); served != 6 || handed != 0 {
+		t.Fatalf("served %d handed %d", served, handed)
+	}
+}
+
+// A slow reader: the loop must not read the upstream faster than the
+// client takes the body, and must deliver every byte.
+func TestBackpressure(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 8<<20)
+	r := newRig(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { w.Write(big) }), rigOptions{})
+	c := r.dial(t)
+	c.send("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	time.Sleep(200 * time.Millisecond) // let the socket buffers fill
+	resp, body := c.read("GET")
+	if resp.StatusCode != 200 || len(body) != len(big) {
+		t.Fatalf("%d, %d bytes", resp.StatusCode, len(body))
+	}
+}
+
+func TestUpstreamCloseDelimited(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				http.ReadRequest(bufio.NewReader(c))
+				io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+			}()
+		}
+	}()
+	r := newRig(t, http.NotFoundHandler(), rigOptions{upstreams: []string{"http://" + ln.Addr().String()}})
+	c := r.dial(t)
+	resp, body := c.roundTrip("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	if body != "until the end" || !resp.Close {
+		t.Fatalf("%q close=%v", body, resp.Close)
+	}
+}
+
+func TestUpstreamFailures(t *testing.T) {
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	r := newRig(t, http.NotFoundHandler(), rigOptions{upstreams: []string{"http://" + deadAddr}})
+	c := r.dial(t)
+	resp, body := c.roundTrip("GET /x HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	if resp.StatusCode != 502 || body != "502 Bad Gateway\n" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	if !strings.Contains(r.logs.String(), "upstream failed") || !strings.Contains(r.logs.String(), "refused") {
+		t.Fatalf("log: %s", r.logs)
+	}
+	recs := r.waitRecords(t, 1)
+	if recs[0].Status != 502 || recs[0].UpstreamErr == "" {
+		t.Fatalf("records: %+v", recs)
+	}
+
+	slow := newRig(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		time.Sleep(time.Second)
+	}), rigOptions{headerTimeout: 200 * time.Millisecond})
+	c = slow.dial(t)
+	resp, body = c.roundTrip("GET /x HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	if resp.StatusCode != 504 || body != "504 Gateway Timeout\n" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	// The connection goes on.
+	resp, _ = c.roundTrip("HEAD /x HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	if resp.StatusCode != 504 {
+		t.Fatalf("%d", resp.StatusCode)
+	}
+}
+
+// A pooled upstream connection the backend closed while idle is not a
+// failure the client sees.
+func TestStalePooledConnection(t *testing.T) {
+	r := newRig(t, http.HandlerFunc(echo), rigOptions{})
+	c := r.dial(t)
+	for i := range 5 {
+		resp, _ := c.roundTrip("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d", i, resp.StatusCode)
+		}
+		r.backend.CloseClientConnections()
+		if i%2 == 0 {
+			time.Sleep(20 * time.Millisecond) // sometimes the close is seen first, sometimes not
+		}
+	}
+}
+
+// What the loop does not serve itself reaches the full server with every
+// byte, on the same connection.
+func TestHandedToTheFullServer(t *testing.T) {
+	r := newRig(t, http.HandlerFunc(echo), rigOptions{})
+	cases := []struct {
+		req    string
+		status int
+		full   bool // answered by the full server's handler
+	}{
+		{"GET /full HTTP/1.1\r\nHost: app.test\r\n\r\n", 200, true},
+		{"GET / HTTP/1.1\r\nHost: unknown.test\r\n\r\n", 404, false},
+		{"GET / HTTP/1.1\r\nHost: secure.test\r\n\r\n", 301, false},
+		{"GET /%66ull HTTP/1.1\r\nHost: app.test\r\n\r\n", 200, true},
+		{"GET /a/../full HTTP/1.1\r\nHost: app.test\r\n\r\n", 200, true},
+		{"GET / HTTP/1.0\r\nHost: app.test\r\n\r\n", 200, false},
+		{"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 200, false},
+		{"POST /small HTTP/1.1\r\nHost: app.test\r\nContent-Length: 11\r\n\r\nhello world", 413, false},
+		{"GET / HTTP/1.1\r\nHost: app.test\r\nGatehouse-Trace: x\r\n\r\n", 200, false},
+		{"GET / HTTP/1.1\r\nhost: app.test\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n", 200, false},
+		// Malformed: the full server's own errors.
+		{"GET / HTTP/1.1\r\nHost: app.test\r\nX: a\r\n b\r\n\r\n", 200, false}, // obs-fold: net/http unfolds it
+		{"GET / HTTP/1.1\r\nHost : app.test\r\n\r\n", 400, false},
+		{"GET / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, false},
+		{"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 200, false}, // net/http drops the length
+		{"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, false},
+		{"GET / HTTP/1.1\r\n\r\n", 400, false},
+		{"GET / HTTP/1.1\r\nHost: app.test\r\nX: \x01\r\n\r\n", 400, false},
+		{"GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: " + strings.Repeat("a", 9000) + "\r\n\r\n", 431, false},
+	}
+	for i, tc := range cases {
+		c := r.dial(t)
+		method, _, _ := strings.Cut(tc.req, " ")
+		resp, body := c.roundTrip(tc.req)
+		if resp.StatusCode != tc.status {
+			t.Errorf("case %d: status %d, want %d (%q)", i, resp.StatusCode, tc.status, body)
+			continue
+		}
+		if full := resp.Header.Get("X-Served-By") == "full"; full != tc.full {
+			t.Errorf("case %d: full server handler %v, want %v", i, full, tc.full)
+		}
+		if tc.status < 400 && !resp.Close && method != "POST" {
+			// The connection stays with the full server.
+			resp, _ = c.roundTrip("GET /full HTTP/1.1\r\nHost: app.test\r\n\r\n")
+			if resp.Header.Get("X-Served-By") != "full" {
+				t.Errorf("case %d: the next request was not served", i)
+			}
+		}
+	}
+	if served, handed := r.eng.Counts(); served != 0 || handed != int64(len(cases)) {
+		t.Fatalf("served %d, handed %d, want 0 and %d", served, handed, len(cases))
+	}
+}
+
+// A keep-alive connection moves to the full server at its first request
+// the loop does not serve, after those it did.
+func TestHandoffMidConnection(t *testing.T) {
+	r := newRig(t, http.HandlerFunc(echo), rigOptions{})
+	c := r.dial(t)
+	c.send("GET /1 HTTP/1.1\r\nHost: app.test\r\n\r\nGET /full HTTP/1.1\r\nHost: app.test\r\n\r\nGET /2 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	r1, _ := c.read("GET")
+	r2, _ := c.read("GET")
+	r3, _ := c.read("GET")
+	if r1.Header.Get("X-Uri") != "/1" || r2.Header.Get("X-Served-By") != "full" || r3.Header.Get("X-Uri") != "/2" {
+		t.Fatalf("%v / %v / %v", r1.Header, r2.Header, r3.Header)
+	}
+	if served, handed := r.eng.Counts(); served != 1 || handed != 1 {
+		t.Fatalf("served %d handed %d", served, handed)
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	r := newRig(t, http.HandlerFunc(echo), rigOptions{readHeader: 200 * time.Millisecond, idle: 300 * time.Millisecond})
+	// A head that never ends.
+	c := r.dial(t)
+	c.send("GET / HTTP/1.1\r\nHost: app.test\r\n")
+	if _, err := c.br.ReadByte(); err == nil {
+		t.Fatal("a partial head kept the connection open and got an answer")
+	}
+	// An idle keep-alive connection.
+	c = r.dial(t)
+	c.roundTrip("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	start := time.Now()
+	if _, err := c.br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: %v", err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("closed after %v, want about 300ms", d)
+	}
+}
+
+func TestClientLeavesMidResponse(t *testing.T) {
+	release := make(chan struct{})
+	r := newRig(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Write(bytes.Repeat([]byte("x"), 1<<10))
+		w.(http.Flusher).Flush()
+		<-release
+	}), rigOptions{})
+	c := r.dial(t)
+	c.send("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatal(err)
+	}
+	c.c.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for len(r.records()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	recs := r.waitRecords(t, 1)
+	if recs[0].Status != 200 || recs[0].Bytes == 0 || recs[0].UpstreamErr != "client closed the connection" {
+		t.Fatalf("records: %+v", recs)
+	}
+}
+
+func TestShutdownFinishesInFlight(t *testing.T) {
+	started := make(chan struct{})
+	r := newRig(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/slow" {
+			close(started)
+			time.Sleep(300 * time.Millisecond)
+		}
+		io.WriteString(w, "done")
+	}), rigOptions{})
+	idle := r.dial(t)
+	idle.roundTrip("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	busy := r.dial(t)
+	busy.send("GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.eng.Shutdown(ctx) }()
+	resp, body := busy.read("GET")
+	if body != "done" || !resp.Close {
+		t.Fatalf("%q close=%v", body, resp.Close)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idle.br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection after shutdown: %v", err)
+	}
+}
+
+// Many clients at once, each with several requests, some of them handed
+// over: nothing is lost or mixed up.
+func TestConcurrentClients(t *testing.T) {
+	r := newRig(t, http.HandlerFunc(echo), rigOptions{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", r.addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			for j := range 20 {
+				path := fmt.Sprintf("/c%d/r%d", i, j)
+				if i%8 == 0 && j == 10 {
+					path = "/full"
+				}
+				fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: app.test\r\n\r\n", path)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				if path != "/full" && resp.Header.Get("X-Uri") != path && !(i%8 == 0 && j > 10) {
+					errs <- fmt.Errorf("%s answered for %s", resp.Header.Get("X-Uri"), path)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

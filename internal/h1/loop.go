@@ -1,0 +1,347 @@
+package h1
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// pollable is what a loop's descriptor belongs to.
+type pollable interface {
+	event(ev uint32)
+}
+
+// loop is one event loop. Everything but queue is touched by its goroutine
+// only.
+type loop struct {
+	e      *Engine
+	epfd   int
+	wakefd int // eventfd: new connections, shutdown
+
+	mu    sync.Mutex
+	queue []*conn
+
+	items  []pollable // by descriptor
+	conns  []*conn    // for the timer scan; conn.slot is the index
+	idle   map[netip.AddrPort][]*upConn
+	free   []*exchange
+	events []unix.EpollEvent
+
+	now      int64 // unix nanoseconds, once per wake-up
+	nextScan int64
+	date     []byte // "Date: …\r\n", refreshed each second
+	dateSec  int64
+}
+
+const (
+	scanEvery   = 50 * time.Millisecond
+	epollEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+)
+
+func newLoop(e *Engine) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	l := &loop{e: e, epfd: epfd, wakefd: wfd, idle: map[netip.AddrPort][]*upConn{}, events: make([]unix.EpollEvent, 256)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wfd)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(wfd)
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *loop) enqueue(c *conn) {
+	l.mu.Lock()
+	l.queue = append(l.queue, c)
+	l.mu.Unlock()
+	l.wake()
+}
+
+func (l *loop) wake() {
+	var one = [8]byte{1}
+	unix.Write(l.wakefd, one[:])
+}
+
+func (l *loop) register(fd int, p pollable) error {
+	for fd >= len(l.items) {
+		l.items = append(l.items, nil)
+	}
+	l.items[fd] = p
+	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: epollEvents, Fd: int32(fd)})
+}
+
+// forget removes fd from the loop; the caller closes or hands it on.
+func (l *loop) forget(fd int) {
+	l.items[fd] = nil
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+}
+
+func (l *loop) run() {
+	defer l.shutdown()
+	for {
+		timeout := int(scanEvery / time.Millisecond)
+		if len(l.conns) == 0 && !l.e.draining.Load() {
+			timeout = 1000
+		}
+		n, err := unix.EpollWait(l.epfd, l.events, timeout)
+		if err != nil && err != unix.EINTR {
+			l.e.opts.Log.Error("event loop stopped", "error", err)
+			return
+		}
+		l.now = time.Now().UnixNano()
+		for i := range n {
+			ev := &l.events[i]
+			fd := int(ev.Fd)
+			if fd == l.wakefd {
+				var b [8]byte
+				unix.Read(l.wakefd, b[:])
+				l.adoptQueued()
+				continue
+			}
+			if fd < len(l.items) && l.items[fd] != nil {
+				l.items[fd].event(ev.Events)
+			}
+		}
+		select {
+		case <-l.e.closed:
+			return
+		default:
+		}
+		if l.now >= l.nextScan {
+			l.nextScan = l.now + int64(scanEvery)
+			l.scan()
+		}
+	}
+}
+
+func (l *loop) adoptQueued() {
+	l.mu.Lock()
+	q := l.queue
+	l.queue = nil
+	l.mu.Unlock()
+	for _, c := range q {
+		c.l = l
+		c.slot = len(l.conns)
+		l.conns = append(l.conns, c)
+		if err := l.register(c.fd, c); err != nil {
+			c.close()
+			continue
+		}
+		c.idleSince = l.now
+		c.readable, c.writable = true, true // whatever arrived before registration
+		c.advance()
+	}
+}
+
+// scan enforces deadlines and, while draining, closes idle connections.
+func (l *loop) scan() {
+	draining := l.e.draining.Load()
+	for i := 0; i < len(l.conns); i++ {
+		c := l.conns[i]
+		c.tick(draining)
+		if i < len(l.conns) && l.conns[i] != c {
+			i-- // c closed and another took its slot
+		}
+	}
+	for addr, list := range l.idle {
+		keep := list[:0]
+		for _, u := range list {
+			if draining || l.now-u.idleSince > u.idleTimeout {
+				u.closeFd()
+				continue
+			}
+			keep = append(keep, u)
+		}
+		if len(keep) == 0 {
+			delete(l.idle, addr)
+		} else {
+			l.idle[addr] = keep
+		}
+	}
+}
+
+// shutdown closes everything the loop holds.
+func (l *loop) shutdown() {
+	l.adoptQueued()
+	for len(l.conns) > 0 {
+		l.conns[len(l.conns)-1].abort()
+	}
+	for _, list := range l.idle {
+		for _, u := range list {
+			u.closeFd()
+		}
+	}
+	unix.Close(l.epfd)
+	unix.Close(l.wakefd)
+}
+
+// dateLine is the Date field for responses that lack one, as net/http adds.
+func (l *loop) dateLine() []byte {
+	if sec := l.now / int64(time.Second); sec != l.dateSec || l.date == nil {
+		l.dateSec = sec
+		l.date = append(append(append(l.date[:0], "Date: "...), time.Unix(sec, 0).UTC().Format(http.TimeFormat)...), "\r\n"...)
+	}
+	return l.date
+}
+
+func (l *loop) getExchange() *exchange {
+	if n := len(l.free); n > 0 {
+		x := l.free[n-1]
+		l.free = l.free[:n-1]
+		return x
+	}
+	return newExchange()
+}
+
+// putExchange keeps a few exchanges for reuse; beyond that their buffers
+// go back to the garbage collector, so idle connections hold no memory.
+func (l *loop) putExchange(x *exchange) {
+	x.clear()
+	if len(l.free) < 64 {
+		l.free = append(l.free, x)
+	}
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// upConn is a connection to an upstream, owned by one loop: in use by one
+// exchange, or idle in the loop's pool for its address.
+type upConn struct {
+	l           *loop
+	fd          int
+	addr        netip.AddrPort
+	x           *exchange // nil while idle
+	readable    bool
+	writable    bool
+	connected   bool
+	reused      bool
+	idleSince   int64
+	idleTimeout int64
+}
+
+// dial starts a non-blocking connection to addr.
+func (l *loop) dial(addr netip.AddrPort) (*upConn, error) {
+	family := unix.AF_INET
+	var sa unix.Sockaddr
+	if addr.Addr().Is4() {
+		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}
+	} else {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: addr.Addr().As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	u := &upConn{l: l, fd: fd, addr: addr}
+	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := l.register(fd, u); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return u, nil
+}
+
+// takeIdle returns a pooled connection to addr, or nil.
+func (l *loop) takeIdle(addr netip.AddrPort) *upConn {
+	list := l.idle[addr]
+	for len(list) > 0 {
+		u := list[len(list)-1]
+		list = list[:len(list)-1]
+		l.idle[addr] = list
+		if u.readable {
+			// Data or EOF on an idle connection: the upstream closed it or
+			// broke the protocol. Never reuse it.
+			u.closeFd()
+			continue
+		}
+		u.reused = true
+		return u
+	}
+	return nil
+}
+
+// release pools u for reuse, or closes it when the pool is full.
+func (u *upConn) release(maxIdle int, idleTimeout time.Duration) {
+	u.x = nil
+	l := u.l
+	list := l.idle[u.addr]
+	if maxIdle <= 0 {
+		maxIdle = 32
+	}
+	if len(list) >= maxIdle || l.e.draining.Load() {
+		u.close()
+		return
+	}
+	u.idleSince = l.now
+	u.idleTimeout = int64(idleTimeout)
+	if u.idleTimeout <= 0 {
+		u.idleTimeout = int64(90 * time.Second)
+	}
+	l.idle[u.addr] = append(list, u)
+}
+
+// closeFd closes the socket, leaving the pool to its caller.
+func (u *upConn) closeFd() {
+	if u.fd < 0 {
+		return
+	}
+	u.l.forget(u.fd)
+	unix.Close(u.fd)
+	u.fd = -1
+}
+
+// close closes the socket and, when idle, takes it out of the pool.
+func (u *upConn) close() {
+	if u.fd < 0 {
+		return
+	}
+	u.closeFd()
+	if u.x == nil {
+		list := u.l.idle[u.addr]
+		for i, v := range list {
+			if v == u {
+				list[i] = list[len(list)-1]
+				u.l.idle[u.addr] = list[:len(list)-1]
+				break
+			}
+		}
+	}
+}
+
+func (u *upConn) event(ev uint32) {
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		u.readable = true
+	}
+	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		u.writable = true
+	}
+	if u.x == nil {
+		if u.readable {
+			u.close() // an idle connection the upstream closed
+		}
+		return
+	}
+	u.x.c.advance()
+}
