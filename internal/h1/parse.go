@@ -247,6 +247,9 @@ func parseRequest(b []byte, h *head) error {
 	}
 	h.size = n
 	line, rest := cutLine(b[:n-2], 0)
+	if line.end < 0 {
+		return errForeign
+	}
 	// request-line = method SP request-target SP HTTP-version
 	i := line.off
 	for i < line.end && tchar[b[i]] {
@@ -294,6 +297,9 @@ func parseResponse(b []byte, h *head) error {
 	}
 	h.size = n
 	line, rest := cutLine(b[:n-2], 0)
+	if line.end < 0 {
+		return errBadResponse
+	}
 	l := line.of(b)
 	// status-line = HTTP-version SP status-code SP [ reason-phrase ]
 	if len(l) < 12 || string(l[:7]) != "HTTP/1." || (l[7] != '1' && l[7] != '0') || l[8] != ' ' {
