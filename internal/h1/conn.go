@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -49,6 +50,13 @@ type conn struct {
 	// lastHost and lastPath are the strings of the last request's Host and
 	// path, reused while a keep-alive client repeats them.
 	lastHost, lastPath string
+
+	// TLS connections: the session, the buffers it reads and writes, and
+	// tlsMore while it may hold plaintext not read yet.
+	tls     *tls.Conn
+	sock    *tlsSocket
+	tlsInfo tlsInfo
+	tlsMore bool
 }
 
 // exchange is one request and its response, with the buffers they pass
@@ -192,7 +200,7 @@ func (c *conn) readHead() bool {
 				return false
 			}
 		}
-		if !c.readable {
+		if !c.canRead() {
 			if x != nil && x.inN == x.inOff {
 				c.l.putExchange(x)
 				c.x = nil
@@ -216,19 +224,14 @@ func (c *conn) readHead() bool {
 			copy(grown, x.in[:x.inN])
 			x.in = grown
 		}
-		n, err := unix.Read(c.fd, x.in[x.inN:])
+		n, err := c.readClient(x.in[x.inN:])
 		switch {
 		case n > 0:
 			if x.inN == 0 {
 				c.deadline = c.l.now + int64(o.ReadHeaderTimeout)
 			}
-			if n < len(x.in)-x.inN {
-				c.readable = false // drained: the next data brings a new edge
-			}
 			x.inN += n
-		case err == unix.EAGAIN:
-			c.readable = false
-		case err == unix.EINTR:
+		case err == unix.EAGAIN, err == unix.EINTR:
 		default:
 			c.close() // EOF or error between requests: a normal end
 			return false
@@ -251,7 +254,7 @@ func (c *conn) route() bool {
 	b := x.in[x.inOff:x.inN]
 	r := &x.req
 	hostB, pathB := r.host.of(b), r.path.of(b)
-	site, rt := g.Table.Plain(unsafeString(hostB), unsafeString(pathB))
+	site, rt := g.Table.Direct(unsafeString(hostB), unsafeString(pathB), c.tls != nil)
 	if rt == nil {
 		c.handoff()
 		return false
@@ -282,6 +285,7 @@ func (c *conn) route() bool {
 		Start: time.Now(), Local: c.local, Peer: c.peer, Client: c.peer.Addr(),
 		Firewall: c.verdict, Method: methodString(method), Host: c.lastHost, Path: c.lastPath,
 		Site: site.Name, Route: rt.Pattern, Handler: rt.Kind, ProxyHeaders: plain.Describe,
+		TLS: c.tlsInfo.version, TLSCipher: c.tlsInfo.cipher, ALPN: c.tlsInfo.alpn, SNI: c.tlsInfo.sni,
 	}
 	x.headOff = x.inOff
 	x.buildRequest()
@@ -337,7 +341,11 @@ func (x *exchange) buildRequest() {
 	out = client.AppendTo(out)
 	out = append(out, "\r\nX-Forwarded-Host: "...)
 	out = append(out, r.host.of(b)...)
-	out = append(out, "\r\nX-Forwarded-Proto: http\r\nX-Real-Ip: "...)
+	if x.c.tls != nil {
+		out = append(out, "\r\nX-Forwarded-Proto: https\r\nX-Real-Ip: "...)
+	} else {
+		out = append(out, "\r\nX-Forwarded-Proto: http\r\nX-Real-Ip: "...)
+	}
 	out = client.AppendTo(out)
 	out = append(out, "\r\n\r\n"...)
 	x.uout = out
@@ -417,23 +425,19 @@ func (x *exchange) send() bool {
 		}
 	}
 	if x.bodyLeft > 0 {
-		if !c.readable {
+		if !c.canRead() {
 			return false
 		}
 		// Everything buffered was body, so the buffer is free.
-		n, err := unix.Read(c.fd, x.in)
+		n, err := c.readClient(x.in)
 		switch {
 		case n > 0:
-			if n < len(x.in) {
-				c.readable = false
-			}
 			take := int(min(int64(n), x.bodyLeft))
 			x.upPend = x.in[:take]
 			x.inOff, x.inN = take, n // anything after is the next request
 			x.bodyLeft -= int64(take)
 			return true
 		case err == unix.EAGAIN:
-			c.readable = false
 			return false
 		case err == unix.EINTR:
 			return true
@@ -605,25 +609,21 @@ func (x *exchange) relay() bool {
 	c := x.c
 	for {
 		for len(x.cPend) > 0 {
-			if !c.writable {
-				return false
-			}
-			n, err := unix.Write(c.fd, x.cPend)
+			n, err := c.writeClient(x.cPend)
 			switch {
 			case n > 0:
 				x.cPend = x.cPend[n:]
-				if len(x.cPend) > 0 {
-					c.writable = false
-				}
 				c.deadline = c.l.now + int64(c.l.e.opts.IdleTimeout)
 			case err == unix.EAGAIN:
-				c.writable = false
 				return false
 			case err == unix.EINTR:
 			default:
 				c.abort()
 				return false
 			}
+		}
+		if !c.flushed() {
+			return false
 		}
 		if x.bodyDone() {
 			return x.finish()
@@ -802,6 +802,10 @@ func (c *conn) close() {
 		return
 	}
 	l := c.l
+	if c.tls != nil {
+		c.tls.CloseWrite() // close_notify, sent if the socket takes it now
+		c.flushTLS()
+	}
 	l.forget(c.fd)
 	unix.Close(c.fd)
 	c.fd = -1
@@ -840,6 +844,13 @@ func (c *conn) handoff() {
 	nc, err := toNetConn(c.fd)
 	c.fd = -1
 	c.detach()
+	h := &handed{Conn: nc, pending: pending, owner: c.owner, verdict: c.verdict}
+	if c.tls != nil && err == nil {
+		// The session goes on over the new socket; what TLS had not
+		// taken yet, and what it had not sent, go first.
+		c.sock.Conn = nc
+		h.Conn, h.tls = c.tls, &c.tlsInfo.state
+	}
 	// Counted out only once delivered, so Shutdown does not close the
 	// fallback listener under it.
 	defer l.e.conns.Add(-1)
@@ -855,7 +866,7 @@ func (c *conn) handoff() {
 		cs(c.owner, http.StateHijacked)
 	}
 	l.e.handed.Add(1)
-	l.e.fallback.deliver(&handed{Conn: nc, pending: pending, owner: c.owner, verdict: c.verdict})
+	l.e.fallback.deliver(h)
 }
 
 // statusLines are "HTTP/1.1 200 OK\r\n" and so on, with net/http's texts.

@@ -20,6 +20,7 @@ package h1
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -62,6 +63,11 @@ type Options struct {
 	// http.Server's hook does.
 	ConnState func(net.Conn, http.ConnState)
 	Log       *slog.Logger
+	// TLS, when set, makes the engine terminate TLS: HTTP/1.1 connections
+	// are served on the loops, HTTP/2 ones handed to the full server.
+	TLS *tls.Config
+	// HandshakeFailed hears of every failed TLS handshake.
+	HandshakeFailed func(remote net.Addr, err error)
 }
 
 // Engine serves one listener's connections on runtime.GOMAXPROCS loops.
@@ -147,23 +153,15 @@ func (e *Engine) adopt(nc net.Conn) {
 		return
 	}
 	tcp := innermostTCP(nc)
-	fd := -1
-	if tcp != nil {
-		if raw, err := tcp.SyscallConn(); err == nil {
-			raw.Control(func(s uintptr) {
-				if d, err := unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0); err == nil {
-					fd = d
-				}
-			})
-		}
-	}
-	if fd < 0 {
+	if tcp == nil {
 		// Not a TCP socket we can take: the full server serves it.
+		if e.opts.TLS != nil {
+			nc = tls.Server(nc, e.opts.TLS)
+		}
 		e.fallback.deliver(nc)
 		return
 	}
-	tcp.Close()
-	c := &conn{fd: fd, owner: nc, peer: addrPort(nc.RemoteAddr()), local: nc.LocalAddr()}
+	c := &conn{fd: -1, owner: nc, peer: addrPort(nc.RemoteAddr()), local: nc.LocalAddr()}
 	if v, ok := nc.(interface{ FirewallVerdict() string }); ok {
 		c.verdict = v.FirewallVerdict()
 	}
@@ -171,8 +169,30 @@ func (e *Engine) adopt(nc net.Conn) {
 	if e.opts.ConnState != nil {
 		e.opts.ConnState(nc, http.StateNew)
 	}
-	l := e.loops[int(e.next.Add(1))%len(e.loops)]
-	l.enqueue(c)
+	if e.opts.TLS != nil {
+		go e.handshake(nc, tcp, c)
+		return
+	}
+	if c.fd = dupSocket(tcp); c.fd < 0 {
+		e.gone(nc, http.StateHijacked)
+		e.fallback.deliver(nc)
+		return
+	}
+	tcp.Close()
+	e.loops[int(e.next.Add(1))%len(e.loops)].enqueue(c)
+}
+
+// dupSocket duplicates tcp's descriptor, or returns -1.
+func dupSocket(tcp *net.TCPConn) int {
+	fd := -1
+	if raw, err := tcp.SyscallConn(); err == nil {
+		raw.Control(func(s uintptr) {
+			if d, err := unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0); err == nil {
+				fd = d
+			}
+		})
+	}
+	return fd
 }
 
 func innermostTCP(c net.Conn) *net.TCPConn {
@@ -286,7 +306,11 @@ type handed struct {
 	pending []byte
 	owner   net.Conn
 	verdict string
+	tls     *tls.ConnectionState // when Conn is a TLS session the loop began
 }
+
+// TLSState is the session's state, for ConnContext.
+func (h *handed) TLSState() *tls.ConnectionState { return h.tls }
 
 func (h *handed) Read(b []byte) (int, error) {
 	if len(h.pending) > 0 {

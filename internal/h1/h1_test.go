@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -29,12 +30,13 @@ import (
 // rig is an engine in front of a full server, proxying app.test to a
 // backend, as the instance wires them.
 type rig struct {
-	eng     *Engine
-	addr    string
-	backend *httptest.Server
-	mu      sync.Mutex
-	recs    []journey.Record
-	logs    *lockedBuffer
+	eng           *Engine
+	addr          string
+	backend       *httptest.Server
+	mu            sync.Mutex
+	recs          []journey.Record
+	handshakeErrs []error
+	logs          *lockedBuffer
 }
 
 type lockedBuffer struct {
@@ -55,7 +57,8 @@ func (l *lockedBuffer) String() string {
 }
 
 type rigOptions struct {
-	upstreams     []string // default: the backend
+	tls           *tls.Config // terminate TLS
+	upstreams     []string    // default: the backend
 	headerTimeout time.Duration
 	readHeader    time.Duration
 	idle          time.Duration
@@ -88,7 +91,10 @@ func newRig(t *testing.T, backend http.Handler, o rigOptions) *rig {
 			{Path: "/strip", StripPrefix: true, Kind: "proxy", Handler: ph},
 			{Path: "/small", MaxBody: 10, Kind: "proxy", Handler: ph},
 		}},
-		{Hosts: []string{"secure.test"}, TLS: true, Routes: []route.RouteSpec{{Path: "/", Kind: "proxy", Handler: ph}}},
+		{Hosts: []string{"secure.test"}, TLS: true, Routes: []route.RouteSpec{
+			{Path: "/", Kind: "proxy", Handler: ph},
+			{Path: "/full", Kind: "respond", Handler: full},
+		}},
 	}, route.Options{HTTPSPort: 8443})
 	if err != nil {
 		t.Fatal(err)
@@ -109,11 +115,22 @@ func newRig(t *testing.T, backend http.Handler, o rigOptions) *rig {
 	if o.idle == 0 {
 		o.idle = 5 * time.Second
 	}
-	r.eng, err = New(ln.Addr(), Options{Gen: func() *Gen { return gen }, ReadHeaderTimeout: o.readHeader, IdleTimeout: o.idle, MaxHeaderBytes: 8 << 10, Log: log})
+	r.eng, err = New(ln.Addr(), Options{
+		Gen: func() *Gen { return gen }, ReadHeaderTimeout: o.readHeader, IdleTimeout: o.idle, MaxHeaderBytes: 8 << 10, Log: log,
+		TLS: o.tls,
+		HandshakeFailed: func(remote net.Addr, err error) {
+			r.mu.Lock()
+			r.handshakeErrs = append(r.handshakeErrs, err)
+			r.mu.Unlock()
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: mw, ReadHeaderTimeout: o.readHeader, MaxHeaderBytes: 4 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	if o.tls != nil {
+		srv.TLSConfig, srv.ConnContext, srv.Handler = o.tls, ConnContext, RestoreTLS(mw)
+	}
 	go r.eng.Serve(ln)
 	go srv.Serve(r.eng.Fallback())
 	r.addr = ln.Addr().String()

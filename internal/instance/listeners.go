@@ -258,8 +258,9 @@ func (in *Instance) serve(l *listener) {
 	srv.ConnState = fresh.hook(count)
 	h := l.sock.Attach()
 	var eng *h1.Engine
-	if l.key.kind == kindHTTP {
+	if l.key.kind == kindHTTP || l.key.kind == kindHTTPS {
 		var err error
+		errLog := srv.ErrorLog
 		eng, err = h1.New(h.Addr(), h1.Options{
 			Gen:               func() *h1.Gen { return in.gen.Load().fast },
 			ReadHeaderTimeout: l.settings.readHeader,
@@ -267,20 +268,30 @@ func (in *Instance) serve(l *listener) {
 			MaxHeaderBytes:    l.settings.maxHeader + 4096,
 			ConnState:         count,
 			Log:               in.log,
+			TLS:               tlsCfg,
+			HandshakeFailed: func(remote net.Addr, err error) {
+				// The line net/http writes, so one watcher counts both.
+				errLog.Printf("http: TLS handshake error from %s: %v", remote, err)
+			},
 		})
 		if err != nil {
 			in.log.Warn("event loops unavailable; net/http serves every request", "addr", h.Addr().String(), "error", err)
+		} else if tlsCfg != nil {
+			srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+				return h1.ConnContext(connVerdict(ctx, c), c)
+			}
+			srv.Handler = h1.RestoreTLS(srv.Handler)
 		}
 	}
 	l.srv, l.eng, l.fresh = srv, eng, fresh
 	go func() {
 		var err error
 		switch {
-		case tlsCfg != nil:
-			err = srv.ServeTLS(h, "", "")
 		case eng != nil:
 			go eng.Serve(h)
 			err = srv.Serve(eng.Fallback())
+		case tlsCfg != nil:
+			err = srv.ServeTLS(h, "", "")
 		default:
 			err = srv.Serve(h)
 		}

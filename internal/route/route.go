@@ -242,17 +242,17 @@ func (rt *Route) UpstreamPath(p string) string {
 // MaxBody is the route's request body limit; 0 for none.
 func (rt *Route) MaxBody() int64 { return rt.maxBody }
 
-// Plain returns the route serving a plain-HTTP request for host (as sent,
-// with any port) and path, when a route serves it as-is: nil when the
-// answer is the ACME challenge, the HTTPS redirect or a 404, or when the
-// path must be normalised first. It is the decision ServeHTTP makes, for
-// servers that route before building an http.Request.
-func (t *Table) Plain(host, p string) (*Site, *Route) {
-	if t.challenge != nil && strings.HasPrefix(p, "/.well-known/acme-challenge/") || needsClean(p) {
+// Direct returns the route serving a request for host (as sent, with any
+// port) and path, on TLS or plain HTTP, when a route serves it as-is: nil
+// when the answer is the ACME challenge, the HTTPS redirect or a 404, or
+// when the path must be normalised first. It is the decision ServeHTTP
+// makes, for servers that route before building an http.Request.
+func (t *Table) Direct(host, p string, tls bool) (*Site, *Route) {
+	if needsClean(p) || !tls && t.challenge != nil && strings.HasPrefix(p, "/.well-known/acme-challenge/") {
 		return nil, nil
 	}
 	site := t.Site(HostOnly(host))
-	if site == nil || site.TLS {
+	if site == nil || site.TLS != tls {
 		return nil, nil
 	}
 	return site, site.Match(p)

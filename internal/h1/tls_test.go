@@ -1,0 +1,150 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// selfSigned is a certificate for secure.test and the pool trusting it.
+func selfSigned(t *testing.T) (*tls.Config, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "secure.test"},
+		DNSNames: []string{"secure.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		NextProtos:   []string{"h2", "http/1.1"},
+	}, pool
+}
+
+func (r *rig) dialTLS(t *testing.T, pool *x509.CertPool, protos ...string) *client {
+	t.Helper()
+	c, err := tls.Dial("tcp", r.addr, &tls.Config{ServerName: "secure.test", RootCAs: pool, NextProtos: protos})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return &client{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func TestTLSOnTheLoop(t *testing.T) {
+	cfg, pool := selfSigned(t)
+	big := bytes.Repeat([]byte("z"), 1<<20)
+	r := newRig(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/big" {
+			w.Write(big)
+			return
+		}
+		echo(w, req)
+	}), rigOptions{tls: cfg})
+	c := r.dialTLS(t, pool, "http/1.1")
+	for i := range 3 {
+		resp, body := c.roundTrip("GET /x HTTP/1.1\r\nHost: secure.test\r\n\r\n")
+		if resp.StatusCode != 200 || body != "hello from the backend\n" || resp.Header.Get("X-Got-Xfp") != "https" {
+			t.Fatalf("request %d: %d %q %v", i, resp.StatusCode, body, resp.Header)
+		}
+	}
+	if _, body := c.roundTrip("GET /big HTTP/1.1\r\nHost: secure.test\r\n\r\n"); body != string(big) {
+		t.Fatalf("big: %d bytes", len(body))
+	}
+	c.send("POST /up HTTP/1.1\r\nHost: secure.test\r\nContent-Length: " + strconv.Itoa(len(big)) + "\r\n\r\n")
+	go c.c.Write(big)
+	if resp, _ := c.read("POST"); resp.Header.Get("X-Body-Len") != strconv.Itoa(len(big)) {
+		t.Fatalf("upload: %s", resp.Header.Get("X-Body-Len"))
+	}
+	// A plain-HTTP-only site is not served over TLS.
+	if resp, _ := c.roundTrip("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n"); resp.StatusCode != 404 {
+		t.Fatalf("app.test over TLS: %d", resp.StatusCode)
+	}
+	if served, handed := r.eng.Counts(); served != 5 || handed != 1 {
+		t.Fatalf("served %d handed %d", served, handed)
+	}
+	rec := r.waitRecords(t, 6)[0]
+	if rec.TLS != "TLS 1.3" || rec.ALPN != "http/1.1" || rec.SNI != "secure.test" || rec.TLSCipher == "" {
+		t.Fatalf("record: %+v", rec)
+	}
+}
+
+// HTTP/2 goes to the full server as a TLS connection; a TLS connection
+// handed over in the middle keeps its TLS for the full server's routing.
+func TestTLSHandedOver(t *testing.T) {
+	cfg, pool := selfSigned(t)
+	r := newRig(t, http.HandlerFunc(echo), rigOptions{tls: cfg})
+	hc := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "secure.test"}, ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", r.addr)
+		},
+	}}
+	resp, err := hc.Get("https://secure.test/full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.Header.Get("X-Served-By") != "full" {
+		t.Fatalf("h2: %s %v", resp.Proto, resp.Header)
+	}
+
+	c := r.dialTLS(t, pool, "http/1.1")
+	c.send("GET /1 HTTP/1.1\r\nHost: secure.test\r\n\r\nGET /full HTTP/1.1\r\nHost: secure.test\r\n\r\nGET /2 HTTP/1.1\r\nHost: secure.test\r\n\r\n")
+	r1, _ := c.read("GET")
+	r2, _ := c.read("GET")
+	r3, _ := c.read("GET")
+	if r1.Header.Get("X-Uri") != "/1" || r2.Header.Get("X-Served-By") != "full" || r3.Header.Get("X-Uri") != "/2" || r3.Header.Get("X-Got-Xfp") != "https" {
+		t.Fatalf("%d %v / %d %v / %d %v", r1.StatusCode, r1.Header, r2.StatusCode, r2.Header, r3.StatusCode, r3.Header)
+	}
+}
+
+func TestTLSHandshakeFailure(t *testing.T) {
+	cfg, _ := selfSigned(t)
+	r := newRig(t, http.HandlerFunc(echo), rigOptions{tls: cfg})
+	c, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: secure.test\r\n\r\n")
+	io.Copy(io.Discard, c) // closed by the server
+	c.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		r.mu.Lock()
+		n := len(r.handshakeErrs)
+		r.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handshake failures reported", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
