@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,6 +25,7 @@ type loop struct {
 
 	mu    sync.Mutex
 	queue []*conn
+	woken atomic.Bool // an eventfd wake-up is on its way
 
 	items  []pollable // by descriptor
 	conns  []*conn    // for the timer scan; conn.slot is the index
@@ -65,7 +67,11 @@ func (l *loop) enqueue(c *conn) {
 	l.mu.Lock()
 	l.queue = append(l.queue, c)
 	l.mu.Unlock()
-	l.wake()
+	// One wake-up takes the whole queue: under load, connections arriving
+	// while the loop is busy cost no eventfd write.
+	if !l.woken.Swap(true) {
+		l.wake()
+	}
 }
 
 func (l *loop) wake() {
@@ -126,6 +132,7 @@ func (l *loop) run() {
 }
 
 func (l *loop) adoptQueued() {
+	l.woken.Store(false)
 	l.mu.Lock()
 	q := l.queue
 	l.queue = nil
