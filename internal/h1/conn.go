@@ -16,6 +16,7 @@ import (
 
 	"gatehouse/internal/journey"
 	"gatehouse/internal/proxy"
+	"gatehouse/internal/static"
 	"gatehouse/internal/upstream"
 )
 
@@ -240,7 +241,7 @@ func (c *conn) readHead() bool {
 }
 
 // route decides who answers the parsed request: the loop for a plain
-// proxy route, else the full server.
+// proxy route or a small static file, else the full server.
 func (c *conn) route() bool {
 	x := c.x
 	var g *Gen
@@ -259,21 +260,25 @@ func (c *conn) route() bool {
 		c.handoff()
 		return false
 	}
-	ph, _ := rt.Handler.(*proxy.Handler)
+	method := r.method.of(b)
+	x.headOnly = string(method) == "HEAD"
 	var plain *proxy.Plain
-	if ph != nil {
-		plain = ph.Plain()
+	var file *static.Handler
+	switch h := rt.Handler.(type) {
+	case *proxy.Handler:
+		plain = h.Plain()
+		if plain != nil && (plain.ClientIP.Trusts(c.peer.Addr()) || rt.MaxBody() > 0 && r.contentLength > rt.MaxBody()) {
+			plain = nil
+		}
+	case *static.Handler:
+		if (x.headOnly || string(method) == "GET") && r.contentLength <= 0 && !r.conditional && r.acceptEncodings <= 1 {
+			file = h
+		}
 	}
-	if plain == nil || plain.ClientIP.Trusts(c.peer.Addr()) ||
-		rt.MaxBody() > 0 && r.contentLength > rt.MaxBody() {
+	if plain == nil && file == nil {
 		c.handoff()
 		return false
 	}
-	method := r.method.of(b)
-	x.gen, x.plain = g, plain
-	x.headOnly = string(method) == "HEAD"
-	x.idempotent = idempotent(method)
-	x.host = plain.Pool.Pick(c.peer.Addr())
 	if string(hostB) != c.lastHost {
 		c.lastHost = string(hostB)
 	}
@@ -281,12 +286,24 @@ func (c *conn) route() bool {
 		c.lastPath = string(pathB)
 	}
 	x.upPath = rt.UpstreamPath(c.lastPath)
-	x.rec = journey.Record{
-		Start: time.Now(), Local: c.local, Peer: c.peer, Client: c.peer.Addr(),
-		Firewall: c.verdict, Method: methodString(method), Host: c.lastHost, Path: c.lastPath,
-		Site: site.Name, Route: rt.Pattern, Handler: rt.Kind, ProxyHeaders: plain.Describe,
-		TLS: c.tlsInfo.version, TLSCipher: c.tlsInfo.cipher, ALPN: c.tlsInfo.alpn, SNI: c.tlsInfo.sni,
+	if file != nil {
+		fields, body, ok := file.Plain(x.upPath, unsafeString(r.acceptEncoding.of(b)))
+		if !ok {
+			c.handoff()
+			return false
+		}
+		x.startRecord(g, site.Name, rt.Pattern, rt.Kind, method)
+		x.inOff += r.size
+		x.closeAfter = r.close || c.l.e.draining.Load()
+		x.answer(200, fields, body)
+		c.l.e.served.Add(1)
+		return true
 	}
+	x.plain = plain
+	x.idempotent = idempotent(method)
+	x.host = plain.Pool.Pick(c.peer.Addr())
+	x.startRecord(g, site.Name, rt.Pattern, rt.Kind, method)
+	x.rec.ProxyHeaders = plain.Describe
 	x.headOff = x.inOff
 	x.buildRequest()
 	// The buffered part of the body goes with the head.
@@ -302,6 +319,40 @@ func (c *conn) route() bool {
 	c.phase = phConnect
 	c.l.e.served.Add(1)
 	return true
+}
+
+// startRecord opens the request's journey record.
+func (x *exchange) startRecord(g *Gen, site, pattern, kind string, method []byte) {
+	c := x.c
+	x.gen = g
+	x.rec = journey.Record{
+		Start: time.Now(), Local: c.local, Peer: c.peer, Client: c.peer.Addr(),
+		Firewall: c.verdict, Method: methodString(method), Host: c.lastHost, Path: c.lastPath,
+		Site: site, Route: pattern, Handler: kind,
+		TLS: c.tlsInfo.version, TLSCipher: c.tlsInfo.cipher, ALPN: c.tlsInfo.alpn, SNI: c.tlsInfo.sni,
+	}
+}
+
+// answer sends a whole response the loop made itself: status, fields
+// (wire bytes), Date, and body (left out for HEAD).
+func (x *exchange) answer(status int, fields, body []byte) {
+	out := append(x.cout[:0], statusLine(status)...)
+	out = append(out, fields...)
+	out = append(out, x.c.l.dateLine()...)
+	if x.closeAfter {
+		out = append(out, "Connection: close\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	if !x.headOnly {
+		out = append(out, body...)
+		x.rec.Bytes = int64(len(body))
+	}
+	x.resp.reset()
+	x.resp.status = status
+	x.mode = bodyNone
+	x.cout, x.cPend = out, out
+	x.c.phase = phRelay
+	x.c.deadline = x.c.l.now + int64(x.c.l.e.opts.IdleTimeout)
 }
 
 // buildRequest writes the upstream request head into uout: the client's
@@ -725,24 +776,11 @@ func (x *exchange) upstreamFailed(err error) bool {
 	if x.bodyLeft > 0 {
 		x.closeAfter = true // the rest of the body would be taken for a request
 	}
-	x.resp.reset()
-	x.resp.status = status
-	x.mode = bodyNone
-	out := append(x.cout[:0], statusLine(status)...)
-	out = append(out, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: "...)
-	out = strconv.AppendInt(out, int64(len(body)), 10)
-	out = append(out, "\r\n"...)
-	out = append(out, c.l.dateLine()...)
-	if x.closeAfter {
-		out = append(out, "Connection: close\r\n"...)
-	}
-	out = append(out, "\r\n"...)
-	if !x.headOnly {
-		out = append(out, body...)
-		x.rec.Bytes = int64(len(body))
-	}
-	x.cout, x.cPend = out, out
-	c.phase = phRelay
+	fields := append(x.uout[:0], "Content-Type: text/plain; charset=utf-8\r\nContent-Length: "...)
+	fields = strconv.AppendInt(fields, int64(len(body)), 10)
+	fields = append(fields, "\r\n"...)
+	x.uout = fields
+	x.answer(status, fields, body)
 	return true
 }
 

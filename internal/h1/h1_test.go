@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,9 +23,11 @@ import (
 
 	"gatehouse/internal/accesslog"
 	"gatehouse/internal/clientip"
+	"gatehouse/internal/config"
 	"gatehouse/internal/journey"
 	"gatehouse/internal/proxy"
 	"gatehouse/internal/route"
+	"gatehouse/internal/static"
 	"gatehouse/internal/upstream"
 )
 
@@ -84,12 +88,24 @@ func newRig(t *testing.T, backend http.Handler, o rigOptions) *rig {
 		w.Header().Set("X-Served-By", "full")
 		io.WriteString(w, "full server\n")
 	})
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.css"), []byte("body { color: red }\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "a.css.gz"), []byte("pretend gzip"), 0o644)
+	os.WriteFile(filepath.Join(dir, "big.bin"), bytes.Repeat([]byte("b"), 100<<10), 0o644)
+	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
+	os.WriteFile(filepath.Join(dir, "sub", "index.html"), []byte("<p>sub</p>"), 0o644)
+	files, err := static.New(config.Static{Root: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { files.Close() })
 	table, err := route.New([]route.SiteSpec{
 		{Hosts: []string{"app.test"}, Routes: []route.RouteSpec{
 			{Path: "/", Kind: "proxy", Handler: ph},
 			{Path: "/full", Kind: "respond", Handler: full},
 			{Path: "/strip", StripPrefix: true, Kind: "proxy", Handler: ph},
 			{Path: "/small", MaxBody: 10, Kind: "proxy", Handler: ph},
+			{Path: "/files", StripPrefix: true, Kind: "static", Handler: files},
 		}},
 		{Hosts: []string{"secure.test"}, TLS: true, Routes: []route.RouteSpec{
 			{Path: "/", Kind: "proxy", Handler: ph},
@@ -625,5 +641,54 @@ func TestConcurrentClients(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// Small static files are answered on the loop with the headers the full
+// server gives; everything else about files is the full server's.
+func TestStaticOnTheLoop(t *testing.T) {
+	r := newRig(t, http.HandlerFunc(echo), rigOptions{})
+	loop := r.dial(t)
+	full := r.dial(t)
+	full.roundTrip("GET /full HTTP/1.1\r\nHost: app.test\r\n\r\n") // now served by net/http
+	for _, req := range []string{
+		"GET /files/a.css HTTP/1.1\r\nHost: app.test\r\n\r\n",
+		"HEAD /files/a.css HTTP/1.1\r\nHost: app.test\r\n\r\n",
+		"GET /files/a.css HTTP/1.1\r\nHost: app.test\r\nAccept-Encoding: br, gzip\r\n\r\n",
+	} {
+		before, _ := r.eng.Counts()
+		lr, lb := loop.roundTrip(req)
+		if after, _ := r.eng.Counts(); after != before+1 {
+			t.Fatalf("%q was not answered on the loop", req)
+		}
+		fr, fb := full.roundTrip(req)
+		lr.Header.Del("Date")
+		fr.Header.Del("Date")
+		if lr.StatusCode != 200 || lb != fb || fmt.Sprint(lr.Header) != fmt.Sprint(fr.Header) {
+			t.Errorf("%q:\nloop %d %v %q\nfull %d %v %q", req, lr.StatusCode, lr.Header, lb, fr.StatusCode, fr.Header, fb)
+		}
+	}
+	etag := func() string {
+		resp, _ := loop.roundTrip("HEAD /files/a.css HTTP/1.1\r\nHost: app.test\r\n\r\n")
+		return resp.Header.Get("Etag")
+	}()
+	for _, tc := range []struct {
+		req    string
+		status int
+	}{
+		{"GET /files/a.css HTTP/1.1\r\nHost: app.test\r\nIf-None-Match: " + etag + "\r\n\r\n", 304},
+		{"GET /files/a.css HTTP/1.1\r\nHost: app.test\r\nRange: bytes=0-3\r\n\r\n", 206},
+		{"GET /files/big.bin HTTP/1.1\r\nHost: app.test\r\n\r\n", 200},
+		{"GET /files/sub HTTP/1.1\r\nHost: app.test\r\n\r\n", 301},
+		{"GET /files/sub/ HTTP/1.1\r\nHost: app.test\r\n\r\n", 200},
+		{"GET /files/missing.css HTTP/1.1\r\nHost: app.test\r\n\r\n", 404},
+		{"POST /files/a.css HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0\r\n\r\n", 405},
+	} {
+		c := r.dial(t)
+		_, handedBefore := r.eng.Counts()
+		resp, _ := c.roundTrip(tc.req)
+		if _, handed := r.eng.Counts(); resp.StatusCode != tc.status || handed != handedBefore+1 {
+			t.Errorf("%q: %d (handed %v), want %d from the full server", tc.req, resp.StatusCode, handed != handedBefore, tc.status)
+		}
 	}
 }

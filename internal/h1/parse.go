@@ -26,6 +26,10 @@ const (
 	// fieldForwarded are what a client claims about earlier hops; replaced
 	// by what the edge saw.
 	fieldForwarded
+	// fieldConditional are request fields (Range, If-*) that make an
+	// answer depend on validators: static files then go to the full server.
+	fieldConditional
+	fieldAcceptEncoding
 	// fieldForeign are fields whose meaning the loop does not implement
 	// (Expect, Upgrade, Transfer-Encoding on requests, the trace token):
 	// a request carrying one goes to the full server.
@@ -44,6 +48,10 @@ func kindOf(name []byte, request bool) fieldKind {
 		if eqFold(name, "te") {
 			return fieldHop
 		}
+	case 5:
+		if eqFold(name, "range") && request {
+			return fieldConditional
+		}
 	case 4:
 		if eqFold(name, "host") {
 			return fieldHost
@@ -54,6 +62,18 @@ func kindOf(name []byte, request bool) fieldKind {
 	case 6:
 		if eqFold(name, "expect") && request {
 			return fieldForeign
+		}
+	case 8:
+		if (eqFold(name, "if-match") || eqFold(name, "if-range")) && request {
+			return fieldConditional
+		}
+	case 13:
+		if eqFold(name, "if-none-match") && request {
+			return fieldConditional
+		}
+	case 19:
+		if eqFold(name, "if-unmodified-since") && request {
+			return fieldConditional
 		}
 	case 7:
 		if eqFold(name, "upgrade") {
@@ -93,6 +113,9 @@ func kindOf(name []byte, request bool) fieldKind {
 		if eqFold(name, "gatehouse-trace") && request {
 			return fieldForeign
 		}
+		if eqFold(name, "accept-encoding") && request {
+			return fieldAcceptEncoding
+		}
 	case 16:
 		if eqFold(name, "x-forwarded-host") {
 			return fieldForwarded
@@ -106,6 +129,9 @@ func kindOf(name []byte, request bool) fieldKind {
 		}
 		if eqFold(name, "transfer-encoding") {
 			return fieldTransferEncoding
+		}
+		if eqFold(name, "if-modified-since") && request {
+			return fieldConditional
 		}
 	}
 	return fieldOther
@@ -197,6 +223,11 @@ type head struct {
 	contentLength int64 // -1 when absent
 	chunked       bool
 	close         bool // Connection: close, or HTTP/1.0 without keep-alive
+	conditional   bool // Range or If-* (requests)
+	// acceptEncoding is the request's one Accept-Encoding; acceptEncodings
+	// counts them.
+	acceptEncoding  span
+	acceptEncodings int
 	http10        bool
 	hasDate       bool
 	// connTokens are field names listed in Connection (other than close
@@ -414,6 +445,11 @@ func parseFields(b []byte, off, end int, h *head, request bool) error {
 			}
 		case fieldDate:
 			h.hasDate = true
+		case fieldConditional:
+			h.conditional = true
+		case fieldAcceptEncoding:
+			h.acceptEncoding = f.value
+			h.acceptEncodings++
 		}
 		h.fields = append(h.fields, f)
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,6 +30,15 @@ type entry struct {
 	etag    []string
 	lastMod []string
 	length  []string
+	// plain is the header block Plain answers with, made on first use.
+	plain atomic.Pointer[plainFields]
+}
+
+// plainFields is an entry's header block for one content type and
+// encoding (the same file may be asked for as itself or as a sibling).
+type plainFields struct {
+	contentType, encoding string
+	fields                []byte
 }
 
 func newEntry(fi fs.FileInfo, data []byte) *entry {

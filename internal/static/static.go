@@ -173,7 +173,7 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, name string,
 	if ct.compressible {
 		var ename string
 		var efi fs.FileInfo
-		if enc, ename, efi = h.precompressed(r, name); enc != nil {
+		if enc, ename, efi = h.precompressed(r.Header["Accept-Encoding"], name); enc != nil {
 			name, fi = ename, efi
 		}
 	}
@@ -219,6 +219,64 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, name string,
 	// The ResponseWriter's ReadFrom turns this into sendfile on plain TCP.
 	// CopyN keeps to the length announced if the file grows meanwhile.
 	io.CopyN(w, f, e.size)
+}
+
+// Plain answers a plain GET or HEAD for urlPath (no conditions, no ranges;
+// acceptEncoding is the request's Accept-Encoding, if any) when a small
+// file answers it from memory: it returns the response's header fields as
+// wire bytes, built once per version of the file (no status line, no
+// Date), and the body. ok is false for every other answer, which
+// ServeHTTP gives: a folder, a missing file, a file sent from disk. It is
+// for servers that answer before building an http.Request.
+func (h *Handler) Plain(urlPath, acceptEncoding string) (fields, body []byte, ok bool) {
+	name, ok := cleanName(urlPath)
+	if !ok || strings.HasSuffix(urlPath, "/") {
+		return nil, nil, false
+	}
+	fi, err := h.root.Stat(name)
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil, nil, false
+	}
+	ct := contentType(name)
+	var enc []string
+	if ct.compressible && acceptEncoding != "" {
+		ae := [1]string{acceptEncoding}
+		var ename string
+		var efi fs.FileInfo
+		if enc, ename, efi = h.precompressed(ae[:], name); enc != nil {
+			name, fi = ename, efi
+		}
+	}
+	if fi.Size() > maxCachedFile {
+		return nil, nil, false
+	}
+	e, f, err := h.load(name, fi)
+	if err != nil || f != nil {
+		if f != nil {
+			f.Close()
+		}
+		return nil, nil, false
+	}
+	var encoding string
+	if enc != nil {
+		encoding = enc[0]
+	}
+	if p := e.plain.Load(); p != nil && p.contentType == ct.value[0] && p.encoding == encoding {
+		return p.fields, e.data, true
+	}
+	b := make([]byte, 0, 256)
+	b = append(append(append(b, "Content-Type: "...), ct.value[0]...), "\r\nX-Content-Type-Options: nosniff\r\n"...)
+	if ct.compressible {
+		b = append(b, "Vary: Accept-Encoding\r\n"...)
+	}
+	if encoding != "" {
+		b = append(append(append(b, "Content-Encoding: "...), encoding...), "\r\n"...)
+	}
+	b = append(append(append(b, "Etag: "...), e.etag[0]...), "\r\nLast-Modified: "...)
+	b = append(append(append(b, e.lastMod[0]...), "\r\nContent-Length: "...), e.length[0]...)
+	b = append(b, "\r\nAccept-Ranges: bytes\r\n"...)
+	e.plain.Store(&plainFields{contentType: ct.value[0], encoding: encoding, fields: b})
+	return b, e.data, true
 }
 
 // addVary adds a shared Vary value, copying rather than appending into a
@@ -337,10 +395,10 @@ var encodings = []struct {
 	{"gzip", ".gz", []string{"gzip"}},
 }
 
-// precompressed finds name.br or name.gz when the client accepts them, as
-// nginx's gzip_static and Caddy's precompressed do.
-func (h *Handler) precompressed(r *http.Request, name string) ([]string, string, fs.FileInfo) {
-	ae := r.Header["Accept-Encoding"]
+// precompressed finds name.br or name.gz when the client accepts them (ae
+// are its Accept-Encoding values), as nginx's gzip_static and Caddy's
+// precompressed do.
+func (h *Handler) precompressed(ae []string, name string) ([]string, string, fs.FileInfo) {
 	if len(ae) == 0 {
 		return nil, "", nil
 	}
