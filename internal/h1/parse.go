@@ -228,8 +228,8 @@ type head struct {
 	// counts them.
 	acceptEncoding  span
 	acceptEncodings int
-	http10        bool
-	hasDate       bool
+	http10          bool
+	hasDate         bool
 	// connTokens are field names listed in Connection (other than close
 	// and keep-alive), hop-by-hop for this message only.
 	connTokens []span
