@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -110,6 +111,54 @@ func TestAdminLoadRefusesBadConfig(t *testing.T) {
 	}
 }
 
+// scrapeMetrics reads the admin API's metrics.
+func scrapeMetrics(t *testing.T, g *gatetest.Gatehouse, token string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, body := adminDo(t, g, "GET", "/metrics", token, nil, "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("metrics: %d", resp.StatusCode)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("metrics do not parse: %v", err)
+	}
+	return families
+}
+
+// metricSum adds up a family's samples whose labels include labels (-1
+// when the family is absent).
+func metricSum(families map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	var total float64
+	f := families[name]
+	if f == nil {
+		return -1
+	}
+next:
+	for _, m := range f.Metric {
+		for k, v := range labels {
+			found := false
+			for _, lp := range m.Label {
+				if lp.GetName() == k && (lp.GetValue() == v || strings.HasSuffix(v, "*") && strings.HasPrefix(lp.GetValue(), strings.TrimSuffix(v, "*"))) {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			total += m.Counter.GetValue()
+		case m.Histogram != nil:
+			total += float64(m.Histogram.GetSampleCount())
+		case m.Gauge != nil:
+			total += m.Gauge.GetValue()
+		}
+	}
+	return total
+}
+
 func TestMetrics(t *testing.T) {
 	g := gatetest.Start(t, adminConfig(echoBackend(t).URL, "tok"))
 	for range 3 {
@@ -128,36 +177,7 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatalf("metrics do not parse: %v", err)
 	}
-	sum := func(name string, labels map[string]string) float64 {
-		var total float64
-		f := families[name]
-		if f == nil {
-			return -1
-		}
-	next:
-		for _, m := range f.Metric {
-			for k, v := range labels {
-				found := false
-				for _, lp := range m.Label {
-					if lp.GetName() == k && lp.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				total += m.Counter.GetValue()
-			case m.Histogram != nil:
-				total += float64(m.Histogram.GetSampleCount())
-			case m.Gauge != nil:
-				total += m.Gauge.GetValue()
-			}
-		}
-		return total
-	}
+	sum := func(name string, labels map[string]string) float64 { return metricSum(families, name, labels) }
 	if got := sum("gatehouse_http_requests_total", map[string]string{"site": "example.org", "route": "/", "code": "2xx"}); got != 3 {
 		t.Errorf("requests_total 2xx = %v, want 3", got)
 	}

@@ -69,6 +69,10 @@ type Server struct {
 	// ShutdownTimeout bounds how long in-flight requests may run after
 	// SIGTERM or SIGINT (default 15s).
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// DisableEventLoops serves every request with net/http. By default
+	// plain HTTP/1.1 proxy requests and small static files are answered on
+	// event loops (docs/performance.md) and the rest by net/http.
+	DisableEventLoops bool `yaml:"disable_event_loops"`
 	// TrustedProxies are the CIDRs or addresses whose X-Forwarded-For is
 	// believed. By default no one is trusted and the peer is the client.
 	TrustedProxies []string `yaml:"trusted_proxies"`

@@ -296,7 +296,7 @@ func (c *conn) route() bool {
 		x.inOff += r.size
 		x.closeAfter = r.close || c.l.e.draining.Load()
 		x.answer(200, fields, body)
-		c.l.e.served.Add(1)
+		c.l.e.countServed()
 		return true
 	}
 	x.plain = plain
@@ -317,7 +317,7 @@ func (c *conn) route() bool {
 	x.replayable = x.bodyLeft == 0
 	x.closeAfter = r.close
 	c.phase = phConnect
-	c.l.e.served.Add(1)
+	c.l.e.countServed()
 	return true
 }
 
@@ -903,7 +903,7 @@ func (c *conn) handoff() {
 	if cs != nil {
 		cs(c.owner, http.StateHijacked)
 	}
-	l.e.handed.Add(1)
+	l.e.countHanded()
 	l.e.fallback.deliver(h)
 }
 

@@ -68,7 +68,13 @@ type Options struct {
 	TLS *tls.Config
 	// HandshakeFailed hears of every failed TLS handshake.
 	HandshakeFailed func(remote net.Addr, err error)
+	// Answered and Handed, when set, count requests the loops took and
+	// connections handed to the full server (metrics).
+	Answered, Handed Counter
 }
+
+// Counter is a metric the engine adds to.
+type Counter interface{ Inc() }
 
 // Engine serves one listener's connections on runtime.GOMAXPROCS loops.
 type Engine struct {
@@ -82,6 +88,8 @@ type Engine struct {
 	draining atomic.Bool
 	closed   chan struct{}
 	once     sync.Once
+	lnMu     sync.Mutex
+	ln       net.Listener // what Serve accepts from; closed with the engine
 }
 
 // New starts an engine's loops for the listener at addr.
@@ -115,6 +123,20 @@ func New(addr net.Addr, o Options) (*Engine, error) {
 // handed to the full server.
 func (e *Engine) Counts() (served, handed int64) { return e.served.Load(), e.handed.Load() }
 
+func (e *Engine) countServed() {
+	e.served.Add(1)
+	if e.opts.Answered != nil {
+		e.opts.Answered.Inc()
+	}
+}
+
+func (e *Engine) countHanded() {
+	e.handed.Add(1)
+	if e.opts.Handed != nil {
+		e.opts.Handed.Inc()
+	}
+}
+
 // Fallback is the listener the full server serves: it yields the
 // connections the loops hand over.
 func (e *Engine) Fallback() net.Listener { return e.fallback }
@@ -122,6 +144,14 @@ func (e *Engine) Fallback() net.Listener { return e.fallback }
 // Serve accepts connections from ln until it is closed, and gives each to
 // a loop.
 func (e *Engine) Serve(ln net.Listener) error {
+	e.lnMu.Lock()
+	e.ln = ln
+	e.lnMu.Unlock()
+	select {
+	case <-e.closed:
+		ln.Close()
+	default:
+	}
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -214,6 +244,7 @@ func innermostTCP(c net.Conn) *net.TCPConn {
 // the full server has its own Shutdown.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.draining.Store(true)
+	e.closeListener()
 	for _, l := range e.loops {
 		l.wake()
 	}
@@ -235,12 +266,23 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 func (e *Engine) Close() error {
 	e.once.Do(func() {
 		close(e.closed)
+		e.closeListener()
 		for _, l := range e.loops {
 			l.wake()
 		}
 		e.fallback.Close()
 	})
 	return nil
+}
+
+// closeListener stops accepting: with a listen.Socket handle, the socket
+// then delivers to the handle attached after it.
+func (e *Engine) closeListener() {
+	e.lnMu.Lock()
+	defer e.lnMu.Unlock()
+	if e.ln != nil {
+		e.ln.Close()
+	}
 }
 
 // fallback is a net.Listener fed with handed-over connections.

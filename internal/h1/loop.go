@@ -146,7 +146,8 @@ func (l *loop) adoptQueued() {
 			continue
 		}
 		c.idleSince = l.now
-		c.readable, c.writable = true, true // whatever arrived before registration
+		c.deadline = l.now + int64(l.e.opts.ReadHeaderTimeout) // for the first request
+		c.readable, c.writable = true, true                    // whatever arrived before registration
 		c.advance()
 	}
 }

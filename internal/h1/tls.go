@@ -134,7 +134,7 @@ func (e *Engine) handshake(nc net.Conn, tcp *net.TCPConn, c *conn) {
 		// HTTP/2, acme-tls/1, or a socket that cannot move: the full
 		// server takes the tls.Conn as it is.
 		e.gone(nc, http.StateHijacked)
-		e.handed.Add(1)
+		e.countHanded()
 		e.fallback.deliver(tc)
 		return
 	}

@@ -39,6 +39,7 @@ type listenerKey struct {
 type serverSettings struct {
 	readHeader, idle time.Duration
 	maxHeader        int
+	noLoops          bool
 }
 
 type listener struct {
@@ -114,6 +115,7 @@ func settingsOf(cfg *config.Config) serverSettings {
 		idle:       cfg.Server.IdleTimeout.D(),
 		// net/http allows 4 KB beyond this before answering 431.
 		maxHeader: max(int(cfg.Server.MaxHeaderBytes)-4096, 1024),
+		noLoops:   cfg.Server.DisableEventLoops,
 	}
 }
 
@@ -258,9 +260,11 @@ func (in *Instance) serve(l *listener) {
 	srv.ConnState = fresh.hook(count)
 	h := l.sock.Attach()
 	var eng *h1.Engine
-	if l.key.kind == kindHTTP || l.key.kind == kindHTTPS {
+	if (l.key.kind == kindHTTP || l.key.kind == kindHTTPS) && !l.settings.noLoops {
 		var err error
 		errLog := srv.ErrorLog
+		name := string(l.key.kind) + " " + l.key.addr
+		answered, handed := in.metrics.Loop(name)
 		eng, err = h1.New(h.Addr(), h1.Options{
 			Gen:               func() *h1.Gen { return in.gen.Load().fast },
 			ReadHeaderTimeout: l.settings.readHeader,
@@ -269,6 +273,8 @@ func (in *Instance) serve(l *listener) {
 			ConnState:         count,
 			Log:               in.log,
 			TLS:               tlsCfg,
+			Answered:          answered,
+			Handed:            handed,
 			HandshakeFailed: func(remote net.Addr, err error) {
 				// The line net/http writes, so one watcher counts both.
 				errLog.Printf("http: TLS handshake error from %s: %v", remote, err)

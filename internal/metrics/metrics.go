@@ -26,6 +26,8 @@ type Metrics struct {
 	bytes         *prometheus.CounterVec
 	upstreamErrs  *prometheus.CounterVec
 	openConns     *prometheus.GaugeVec
+	loopRequests  *prometheus.CounterVec
+	handoffs      *prometheus.CounterVec
 	tlsHandshakes *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
 	lastReload    prometheus.Gauge
@@ -65,6 +67,14 @@ func New() *Metrics {
 		Namespace: "gatehouse", Subsystem: "http", Name: "open_connections",
 		Help: "Client connections open now, by listener.",
 	}, []string{"listener"})
+	m.loopRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "gatehouse", Subsystem: "http", Name: "loop_requests_total",
+		Help: "Requests answered on the event loops (plain proxy routes, small static files), by listener.",
+	}, []string{"listener"})
+	m.handoffs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "gatehouse", Subsystem: "http", Name: "handoffs_total",
+		Help: "Connections the event loops handed to net/http (HTTP/2, TLS-ALPN, or a request the loops do not answer), by listener.",
+	}, []string{"listener"})
 	m.tlsHandshakes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "gatehouse", Subsystem: "tls", Name: "handshakes_total",
 		Help: "TLS handshakes on the public listeners, by result.",
@@ -77,7 +87,7 @@ func New() *Metrics {
 		Namespace: "gatehouse", Subsystem: "config", Name: "last_reload_success_timestamp_seconds",
 		Help: "When the config in force was loaded.",
 	})
-	m.Registry.MustRegister(m.requests, m.duration, m.bytes, m.upstreamErrs, m.openConns,
+	m.Registry.MustRegister(m.requests, m.duration, m.bytes, m.upstreamErrs, m.openConns, m.loopRequests, m.handoffs,
 		m.tlsHandshakes, m.reloads, m.lastReload,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.lastReload.SetToCurrentTime()
@@ -136,6 +146,12 @@ func (m *Metrics) ConnState(listener string) func(net.Conn, http.ConnState) {
 			g.Dec()
 		}
 	}
+}
+
+// Loop returns the counters of one listener's event loops: requests they
+// answered and connections they handed to net/http.
+func (m *Metrics) Loop(listener string) (answered, handed prometheus.Counter) {
+	return m.loopRequests.WithLabelValues(listener), m.handoffs.WithLabelValues(listener)
 }
 
 // TLSHandshake counts a handshake that succeeded or failed.
