@@ -31,6 +31,7 @@ type loop struct {
 	conns  []*conn    // for the timer scan; conn.slot is the index
 	idle   map[netip.AddrPort][]*upConn
 	free   []*exchange
+	bufs   [][]byte // readSize buffers for TLS ciphertext
 	events []unix.EpollEvent
 
 	now      int64 // unix nanoseconds, once per wake-up
@@ -139,6 +140,9 @@ func (l *loop) adoptQueued() {
 	l.mu.Unlock()
 	for _, c := range q {
 		c.l = l
+		if c.sock != nil {
+			c.sock.l = l
+		}
 		c.slot = len(l.conns)
 		l.conns = append(l.conns, c)
 		if err := l.register(c.fd, c); err != nil {
@@ -218,6 +222,23 @@ func (l *loop) putExchange(x *exchange) {
 	x.clear()
 	if len(l.free) < 64 {
 		l.free = append(l.free, x)
+	}
+}
+
+// getBuf and putBuf lend buffers for TLS ciphertext, so a session holds
+// them only while bytes wait in them.
+func (l *loop) getBuf() []byte {
+	if n := len(l.bufs); n > 0 {
+		b := l.bufs[n-1]
+		l.bufs = l.bufs[:n-1]
+		return b[:cap(b)]
+	}
+	return make([]byte, readSize)
+}
+
+func (l *loop) putBuf(b []byte) {
+	if len(l.bufs) < 128 && cap(b) >= readSize && cap(b) <= 4*readSize {
+		l.bufs = append(l.bufs, b[:0])
 	}
 }
 

@@ -22,12 +22,17 @@ import (
 // connection while handshaking on a goroutine (and again once handed to the
 // full server), the loop's buffers while on a loop.
 type tlsSocket struct {
-	net.Conn      // nil while on a loop
-	local, remote net.Addr
-	// in is ciphertext the loop read and TLS has not taken yet; out is
-	// ciphertext TLS wrote and the socket has not taken yet.
+	net.Conn // nil while on a loop
+	l        *loop
+	local    net.Addr
+	remote   net.Addr
+	// in is ciphertext the loop read and TLS has not taken yet, in a
+	// buffer lent by the loop (buf); out[outOff:] is ciphertext TLS wrote
+	// and the socket has not taken yet. Both go back to the loop when
+	// emptied, so an idle session holds no buffer.
 	in, out []byte
-	buf     []byte // backing for in, held only while in is not empty
+	buf     []byte
+	outOff  int
 	verdict string
 }
 
@@ -56,14 +61,17 @@ func (s *tlsSocket) Read(p []byte) (int, error) {
 
 func (s *tlsSocket) Write(p []byte) (int, error) {
 	if s.Conn == nil {
+		if s.out == nil {
+			s.out = s.l.getBuf()[:0]
+		}
 		s.out = append(s.out, p...)
 		return len(p), nil
 	}
-	if len(s.out) > 0 {
-		if _, err := s.Conn.Write(s.out); err != nil {
+	if len(s.out) > s.outOff {
+		if _, err := s.Conn.Write(s.out[s.outOff:]); err != nil {
 			return 0, err
 		}
-		s.out = nil
+		s.out, s.outOff = nil, 0
 	}
 	return s.Conn.Write(p)
 }
@@ -189,7 +197,7 @@ func (c *conn) readClient(p []byte) (int, error) {
 	for {
 		if c.tlsMore || len(c.sock.in) > 0 {
 			n, err := c.tls.Read(p)
-			if len(c.sock.out) > 0 {
+			if c.sock.out != nil {
 				c.flushTLS() // a key update answered
 			}
 			if n > 0 {
@@ -203,14 +211,15 @@ func (c *conn) readClient(p []byte) (int, error) {
 			}
 			c.tlsMore = false
 		}
+		if c.sock.buf != nil && len(c.sock.in) == 0 {
+			c.l.putBuf(c.sock.buf)
+			c.sock.buf = nil
+		}
 		if !c.readable {
-			if len(c.sock.in) == 0 {
-				c.sock.buf = nil // idle: hold no buffer
-			}
 			return 0, unix.EAGAIN
 		}
 		if c.sock.buf == nil {
-			c.sock.buf = make([]byte, readSize)
+			c.sock.buf = c.l.getBuf()
 		}
 		n, err := unix.Read(c.fd, c.sock.buf)
 		switch {
@@ -262,15 +271,15 @@ func (c *conn) writeClient(p []byte) (int, error) {
 // flushTLS writes pending ciphertext and reports whether none is left.
 func (c *conn) flushTLS() bool {
 	s := c.sock
-	for len(s.out) > 0 {
+	for len(s.out) > s.outOff {
 		if !c.writable {
 			return false
 		}
-		n, err := unix.Write(c.fd, s.out)
+		n, err := unix.Write(c.fd, s.out[s.outOff:])
 		switch {
 		case n > 0:
-			s.out = s.out[n:]
-			if len(s.out) > 0 {
+			s.outOff += n
+			if len(s.out) > s.outOff {
 				c.writable = false
 			}
 		case err == unix.EAGAIN:
@@ -278,12 +287,14 @@ func (c *conn) flushTLS() bool {
 			return false
 		case err == unix.EINTR:
 		default:
-			s.out = nil // the client is gone; the next write says so
+			s.outOff = len(s.out) // the client is gone; the next write says so
 			c.hup = true
-			return true
 		}
 	}
-	s.out = s.out[:0]
+	if s.out != nil {
+		c.l.putBuf(s.out)
+		s.out, s.outOff = nil, 0
+	}
 	return true
 }
 
