@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"regexp"
 	"sort"
 	"strconv"
@@ -41,13 +42,14 @@ import (
 func main() {
 	serve := flag.String("serve", "", "internal: serve -zone on this address with gatehouse and wait")
 	zoneFile := flag.String("zone", "", "internal: the zone file to serve")
+	cpuProfile := flag.String("cpuprofile", "", "with -serve: write gatehouse's CPU profile here until it stops")
 	out := flag.String("out", "", "folder to write README.md with the results")
 	quick := flag.Bool("quick", false, "one round of 3 s")
 	rounds := flag.Int("rounds", 3, "rounds per server")
 	dur := flag.Duration("duration", 10*time.Second, "dnsperf run length")
 	flag.Parse()
 	if *serve != "" {
-		serveGatehouse(*serve, *zoneFile)
+		serveGatehouse(*serve, *zoneFile, *cpuProfile)
 		return
 	}
 	if *quick {
@@ -60,7 +62,7 @@ func main() {
 
 // serveGatehouse is the gatehouse side: the dnsserver package with the
 // zone compiled as the config would, rate limiting off like the peers.
-func serveGatehouse(addr, file string) {
+func serveGatehouse(addr, file, cpuProfile string) {
 	cfg := config.DNS{
 		Zones:     map[string]*config.Zone{"bench.test": {File: file}},
 		RateLimit: config.DNSRateLimit{Responses: -1},
@@ -77,6 +79,14 @@ func serveGatehouse(addr, file string) {
 	}
 	if err := s.Start(); err != nil {
 		log.Fatal(err)
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
