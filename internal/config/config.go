@@ -155,7 +155,9 @@ type Proxy struct {
 	HeaderTimeout Duration `yaml:"header_timeout"`
 	// IdleTimeout closes pooled upstream connections idle this long (90s).
 	IdleTimeout Duration `yaml:"idle_timeout"`
-	// MaxIdle caps pooled idle connections per upstream (default 64).
+	// MaxIdle caps pooled idle connections per upstream (default 1024):
+	// enough to keep what a burst of HTTP/2 streams opened, so the next
+	// burst reuses them; each still closes after IdleTimeout unused.
 	MaxIdle int `yaml:"max_idle"`
 	// Headers edits the request sent upstream; values may use ${ENV}.
 	Headers HeaderOps `yaml:"headers"`

@@ -68,7 +68,7 @@ func (c *Config) setDefaults() {
 					p.IdleTimeout = Duration(90 * time.Second)
 				}
 				if p.MaxIdle == 0 {
-					p.MaxIdle = 64
+					p.MaxIdle = 1024
 				}
 			}
 			if st := r.Static; st != nil {
