@@ -104,7 +104,7 @@ const (
 
 const (
 	inSize   = 4 << 10
-	readSize = 32 << 10
+	readSize = 64 << 10
 )
 
 func newExchange() *exchange {

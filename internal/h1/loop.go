@@ -237,7 +237,7 @@ func (l *loop) getBuf() []byte {
 }
 
 func (l *loop) putBuf(b []byte) {
-	if len(l.bufs) < 128 && cap(b) >= readSize && cap(b) <= 4*readSize {
+	if len(l.bufs) < 64 && cap(b) >= readSize && cap(b) <= 4*readSize {
 		l.bufs = append(l.bufs, b[:0])
 	}
 }
