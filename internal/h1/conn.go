@@ -42,12 +42,16 @@ type conn struct {
 	slot    int // index in l.conns
 
 	readable, writable bool
-	hup                bool // the client hung up or the socket failed
-	phase              phase
-	x                  *exchange // nil while idle
-	deadline           int64
-	idleSince          int64
-	served             int
+	// rdhup: the peer closed its side. A short read then does not mean
+	// drained (the end of the stream brings no further edge), so reads go
+	// on until they say so.
+	rdhup     bool
+	hup       bool // the client hung up or the socket failed
+	phase     phase
+	x         *exchange // nil while idle
+	deadline  int64
+	idleSince int64
+	served    int
 	// lastHost and lastPath are the strings of the last request's Host and
 	// path, reused while a keep-alive client repeats them.
 	lastHost, lastPath string
@@ -139,6 +143,9 @@ func (x *exchange) next() {
 func (c *conn) event(ev uint32) {
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0 {
 		c.readable = true
+	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		c.rdhup = true
 	}
 	if ev&unix.EPOLLOUT != 0 {
 		c.writable = true
@@ -540,7 +547,7 @@ func (x *exchange) waitHead() bool {
 		n, err := unix.Read(u.fd, x.rbuf[x.rN:])
 		switch {
 		case n > 0:
-			if n < len(x.rbuf)-x.rN {
+			if n < len(x.rbuf)-x.rN && !u.rdhup {
 				u.readable = false
 			}
 			x.rN += n
@@ -686,7 +693,7 @@ func (x *exchange) relay() bool {
 		n, err := unix.Read(u.fd, x.rbuf)
 		switch {
 		case n > 0:
-			if n < len(x.rbuf) {
+			if n < len(x.rbuf) && !u.rdhup {
 				u.readable = false
 			}
 			k, err := x.take(x.rbuf[:n])

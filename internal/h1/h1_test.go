@@ -399,9 +399,15 @@ func TestUpstreamCloseDelimited(t *testing.T) {
 	}()
 	r := newRig(t, http.NotFoundHandler(), rigOptions{upstreams: []string{"http://" + ln.Addr().String()}})
 	c := r.dial(t)
+	start := time.Now()
 	resp, body := c.roundTrip("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
 	if body != "until the end" || !resp.Close {
 		t.Fatalf("%q close=%v", body, resp.Close)
+	}
+	// The upstream's close often arrives with its last bytes, in one
+	// readiness edge: it must be noticed then, not at the idle timeout.
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the end of the body was noticed after %v", d)
 	}
 }
 

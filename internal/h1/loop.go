@@ -259,6 +259,7 @@ type upConn struct {
 	x           *exchange // nil while idle
 	readable    bool
 	writable    bool
+	rdhup       bool // see conn.rdhup
 	connected   bool
 	reused      bool
 	idleSince   int64
@@ -362,6 +363,9 @@ func (u *upConn) close() {
 func (u *upConn) event(ev uint32) {
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		u.readable = true
+	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		u.rdhup = true
 	}
 	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		u.writable = true

@@ -183,7 +183,7 @@ func (c *conn) readClient(p []byte) (int, error) {
 		n, err := unix.Read(c.fd, p)
 		switch {
 		case n > 0:
-			if n < len(p) {
+			if n < len(p) && !c.rdhup {
 				c.readable = false // drained: the next data brings a new edge
 			}
 			return n, nil
@@ -224,7 +224,7 @@ func (c *conn) readClient(p []byte) (int, error) {
 		n, err := unix.Read(c.fd, c.sock.buf)
 		switch {
 		case n > 0:
-			if n < len(c.sock.buf) {
+			if n < len(c.sock.buf) && !c.rdhup {
 				c.readable = false
 			}
 			c.sock.in = c.sock.buf[:n]
