@@ -698,3 +698,45 @@ func TestStaticOnTheLoop(t *testing.T) {
 		}
 	}
 }
+
+// Garbage, cut-off heads and clients that vanish mid-exchange never stop
+// a loop: afterwards it still answers.
+func TestGarbageNeverStopsTheLoop(t *testing.T) {
+	r := newRig(t, http.HandlerFunc(echo), rigOptions{readHeader: 300 * time.Millisecond})
+	valid := "POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 10\r\n\r\n0123456789"
+	rnd := func(i int) byte { return byte(i*7919 + i*i*31) }
+	var wg sync.WaitGroup
+	for i := range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", r.addr)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			b := []byte(valid)
+			switch i % 4 {
+			case 0: // random bytes
+				for j := range b {
+					b[j] = rnd(i + j)
+				}
+			case 1: // a valid head cut anywhere
+				b = b[:i%len(b)]
+			case 2: // one byte flipped
+				b[i%len(b)] = rnd(i)
+			case 3: // valid, but the client leaves before the answer
+				c.Write(b)
+				return
+			}
+			c.Write(b)
+			io.Copy(io.Discard, c)
+		}()
+	}
+	wg.Wait()
+	c := r.dial(t)
+	if resp, _ := c.roundTrip("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n"); resp.StatusCode != 200 {
+		t.Fatalf("after the garbage: %d", resp.StatusCode)
+	}
+}
