@@ -84,6 +84,10 @@ type exchange struct {
 	respLeft             int64
 	chunks               chunkScanner
 	upEOF                bool
+	// file is a static file being sent after the head: fileLeft bytes
+	// from fileOff.
+	file              *os.File
+	fileOff, fileLeft int64
 	reusable, closeAfter bool
 	headOnly             bool
 	replayable           bool // uout holds the whole request
@@ -132,6 +136,10 @@ func (x *exchange) clear() {
 
 // next readies x for the connection's next request, keeping unread bytes.
 func (x *exchange) next() {
+	if x.file != nil {
+		x.file.Close()
+		x.file = nil
+	}
 	x.rOff, x.rN, x.bodyLeft, x.respLeft = 0, 0, 0, 0
 	x.mode, x.chunks = bodyNone, chunkScanner{}
 	x.upEOF, x.reusable, x.closeAfter, x.headOnly, x.replayable, x.idempotent = false, false, false, false, false, false
@@ -294,10 +302,17 @@ func (c *conn) route() bool {
 	}
 	x.upPath = rt.UpstreamPath(c.lastPath)
 	if file != nil {
-		fields, body, ok := file.Plain(x.upPath, unsafeString(r.acceptEncoding.of(b)))
+		fields, body, f, size, ok := file.Plain(x.upPath, unsafeString(r.acceptEncoding.of(b)))
 		if !ok {
 			c.handoff()
 			return false
+		}
+		if f != nil {
+			if x.headOnly {
+				f.Close()
+			} else {
+				x.file, x.fileLeft, x.fileOff = f, size, 0
+			}
 		}
 		x.startRecord(g, site.Name, rt.Pattern, rt.Kind, method)
 		x.inOff += r.size
@@ -683,6 +698,12 @@ func (x *exchange) relay() bool {
 		if !c.flushed() {
 			return false
 		}
+		if x.fileLeft > 0 {
+			if more := x.sendFile(); !more {
+				return false
+			}
+			continue
+		}
 		if x.bodyDone() {
 			return x.finish()
 		}
@@ -717,6 +738,52 @@ func (x *exchange) relay() bool {
 			return false
 		}
 	}
+}
+
+// sendFile sends the next part of a static file: by sendfile on plain
+// connections, through TLS from a lent buffer otherwise. It returns false
+// when the loop must wait (or the connection ended).
+func (x *exchange) sendFile() bool {
+	c := x.c
+	if c.tls == nil {
+		if !c.writable {
+			return false
+		}
+		n, err := unix.Sendfile(c.fd, int(x.file.Fd()), &x.fileOff, int(min(x.fileLeft, 1<<20)))
+		switch {
+		case n > 0:
+			x.fileLeft -= int64(n)
+			x.rec.Bytes += int64(n)
+			c.deadline = c.l.now + int64(c.l.e.opts.IdleTimeout)
+			return true
+		case err == unix.EAGAIN:
+			c.writable = false
+			return false
+		case err == unix.EINTR:
+			return true
+		}
+		c.abort() // the client left, or the file shrank under us
+		return false
+	}
+	buf := c.l.getBuf()
+	defer c.l.putBuf(buf)
+	n, err := unix.Pread(int(x.file.Fd()), buf[:min(int64(len(buf)), x.fileLeft)], x.fileOff)
+	if n <= 0 || err != nil {
+		c.abort()
+		return false
+	}
+	switch _, err := c.writeClient(buf[:n]); err {
+	case nil:
+	case unix.EAGAIN:
+		return false // nothing taken: read again when the socket drains
+	default:
+		c.abort()
+		return false
+	}
+	x.fileOff += int64(n)
+	x.fileLeft -= int64(n)
+	x.rec.Bytes += int64(n)
+	return true
 }
 
 // finish ends the exchange: the upstream connection goes back to the pool,

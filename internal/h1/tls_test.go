@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -80,14 +81,21 @@ func TestTLSOnTheLoop(t *testing.T) {
 	if resp, _ := c.read("POST"); resp.Header.Get("X-Body-Len") != strconv.Itoa(len(big)) {
 		t.Fatalf("upload: %s", resp.Header.Get("X-Body-Len"))
 	}
+	// Files, small from memory and large from disk, through TLS.
+	if resp, body := c.roundTrip("GET /files/big.bin HTTP/1.1\r\nHost: secure.test\r\n\r\n"); resp.StatusCode != 200 || body != strings.Repeat("b", 100<<10) {
+		t.Fatalf("large file over TLS: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if _, body := c.roundTrip("GET /files/a.css HTTP/1.1\r\nHost: secure.test\r\n\r\n"); body != "body { color: red }\n" {
+		t.Fatalf("small file over TLS: %q", body)
+	}
 	// A plain-HTTP-only site is not served over TLS.
 	if resp, _ := c.roundTrip("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n"); resp.StatusCode != 404 {
 		t.Fatalf("app.test over TLS: %d", resp.StatusCode)
 	}
-	if served, handed := r.eng.Counts(); served != 5 || handed != 1 {
+	if served, handed := r.eng.Counts(); served != 7 || handed != 1 {
 		t.Fatalf("served %d handed %d", served, handed)
 	}
-	rec := r.waitRecords(t, 6)[0]
+	rec := r.waitRecords(t, 8)[0]
 	if rec.TLS != "TLS 1.3" || rec.ALPN != "http/1.1" || rec.SNI != "secure.test" || rec.TLSCipher == "" {
 		t.Fatalf("record: %+v", rec)
 	}

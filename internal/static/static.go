@@ -222,20 +222,22 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, name string,
 }
 
 // Plain answers a plain GET or HEAD for urlPath (no conditions, no ranges;
-// acceptEncoding is the request's Accept-Encoding, if any) when a small
-// file answers it from memory: it returns the response's header fields as
-// wire bytes, built once per version of the file (no status line, no
-// Date), and the body. ok is false for every other answer, which
-// ServeHTTP gives: a folder, a missing file, a file sent from disk. It is
-// for servers that answer before building an http.Request.
-func (h *Handler) Plain(urlPath, acceptEncoding string) (fields, body []byte, ok bool) {
+// acceptEncoding is the request's Accept-Encoding, if any) when a file
+// answers it: it returns the response's header fields as wire bytes, built
+// once per version of the file (no status line, no Date), and the body:
+// the bytes of a small file, or for a larger one the open file to send
+// size bytes from (the caller closes it). ok is false for every other
+// answer, which ServeHTTP gives: a folder, a missing file, the page of a
+// single-page app. It is for servers that answer before building an
+// http.Request.
+func (h *Handler) Plain(urlPath, acceptEncoding string) (fields, body []byte, f *os.File, size int64, ok bool) {
 	name, ok := cleanName(urlPath)
 	if !ok || strings.HasSuffix(urlPath, "/") {
-		return nil, nil, false
+		return nil, nil, nil, 0, false
 	}
 	fi, err := h.root.Stat(name)
 	if err != nil || !fi.Mode().IsRegular() {
-		return nil, nil, false
+		return nil, nil, nil, 0, false
 	}
 	ct := contentType(name)
 	var enc []string
@@ -247,22 +249,16 @@ func (h *Handler) Plain(urlPath, acceptEncoding string) (fields, body []byte, ok
 			name, fi = ename, efi
 		}
 	}
-	if fi.Size() > maxCachedFile {
-		return nil, nil, false
-	}
 	e, f, err := h.load(name, fi)
-	if err != nil || f != nil {
-		if f != nil {
-			f.Close()
-		}
-		return nil, nil, false
+	if err != nil {
+		return nil, nil, nil, 0, false
 	}
 	var encoding string
 	if enc != nil {
 		encoding = enc[0]
 	}
 	if p := e.plain.Load(); p != nil && p.contentType == ct.value[0] && p.encoding == encoding {
-		return p.fields, e.data, true
+		return p.fields, e.data, f, e.size, true
 	}
 	b := make([]byte, 0, 256)
 	b = append(append(append(b, "Content-Type: "...), ct.value[0]...), "\r\nX-Content-Type-Options: nosniff\r\n"...)
@@ -276,7 +272,7 @@ func (h *Handler) Plain(urlPath, acceptEncoding string) (fields, body []byte, ok
 	b = append(append(append(b, e.lastMod[0]...), "\r\nContent-Length: "...), e.length[0]...)
 	b = append(b, "\r\nAccept-Ranges: bytes\r\n"...)
 	e.plain.Store(&plainFields{contentType: ct.value[0], encoding: encoding, fields: b})
-	return b, e.data, true
+	return b, e.data, f, e.size, true
 }
 
 // addVary adds a shared Vary value, copying rather than appending into a
