@@ -70,24 +70,24 @@ type exchange struct {
 	c *conn
 	// in holds client bytes; in[inOff:inN] are not consumed yet, and the
 	// request head starts at headOff while it is needed.
-	in                   []byte
-	inOff, inN, headOff  int
-	req, resp            head
-	uout                 []byte // the request as sent upstream (head and buffered body)
-	upPend               []byte // what is left to write upstream
-	cout                 []byte // the response head for the client
-	cPend                []byte // what is left to write to the client
-	rbuf                 []byte // upstream bytes; rbuf[rOff:rN] unparsed
-	rOff, rN             int
-	bodyLeft             int64 // request body still to come from the client
-	mode                 bodyMode
-	respLeft             int64
-	chunks               chunkScanner
-	upEOF                bool
+	in                  []byte
+	inOff, inN, headOff int
+	req, resp           head
+	uout                []byte // the request as sent upstream (head and buffered body)
+	upPend              []byte // what is left to write upstream
+	cout                []byte // the response head for the client
+	cPend               []byte // what is left to write to the client
+	rbuf                []byte // upstream bytes; rbuf[rOff:rN] unparsed
+	rOff, rN            int
+	bodyLeft            int64 // request body still to come from the client
+	mode                bodyMode
+	respLeft            int64
+	chunks              chunkScanner
+	upEOF               bool
 	// file is a static file being sent after the head: fileLeft bytes
 	// from fileOff.
-	file              *os.File
-	fileOff, fileLeft int64
+	file                 *os.File
+	fileOff, fileLeft    int64
 	reusable, closeAfter bool
 	headOnly             bool
 	replayable           bool // uout holds the whole request
