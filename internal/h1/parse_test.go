@@ -185,3 +185,31 @@ func FuzzParseResponse(f *testing.F) {
 		}
 	})
 }
+
+var benchHead = []byte("GET /api/items?page=2 HTTP/1.1\r\nHost: example.org\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n" +
+	"Accept: text/html,application/xhtml+xml\r\nAccept-Encoding: gzip, br\r\nAccept-Language: en\r\nCookie: session=abc123\r\n" +
+	"Connection: keep-alive\r\n\r\n")
+
+func BenchmarkParseRequest(b *testing.B) {
+	var h head
+	h.fields = make([]field, 0, 32)
+	b.SetBytes(int64(len(benchHead)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := parseRequest(benchHead, &h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParseResponse(b *testing.B) {
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1024\r\nDate: Wed, 25 Nov 2026 07:00:00 GMT\r\nCache-Control: no-store\r\n\r\n")
+	var h head
+	h.fields = make([]field, 0, 32)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := parseResponse(resp, &h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
