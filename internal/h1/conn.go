@@ -457,7 +457,6 @@ func (x *exchange) connect() bool {
 		}
 		return x.upstreamFailed(dialError(u.addr, err))
 	}
-	u.connected = true
 	x.upPend = x.uout
 	c.phase = phSend
 	c.deadline = c.l.now + int64(c.l.e.opts.IdleTimeout)

@@ -260,7 +260,6 @@ type upConn struct {
 	readable    bool
 	writable    bool
 	rdhup       bool // see conn.rdhup
-	connected   bool
 	reused      bool
 	idleSince   int64
 	idleTimeout int64
