@@ -697,6 +697,10 @@ func (x *exchange) relay() bool {
 		if !c.flushed() {
 			return false
 		}
+		if c.hup {
+			c.abort() // a write failed: the client is gone
+			return false
+		}
 		if x.fileLeft > 0 {
 			if more := x.sendFile(); !more {
 				return false
@@ -834,7 +838,7 @@ func (x *exchange) upstreamFailed(err error) bool {
 	}
 	retry := x.replayable && x.rec.Tries < 3 &&
 		(dial && x.rec.Tries < len(x.plain.Pool.Hosts) || // another host
-			reused && x.idempotent && x.rN == 0) // a pooled connection the upstream had closed
+			reused && x.idempotent && x.rN == 0 && !errors.Is(err, os.ErrDeadlineExceeded)) // a pooled connection the upstream had closed
 	if retry {
 		if dial {
 			x.host = x.plain.Pool.Pick(c.peer.Addr())

@@ -327,6 +327,12 @@ func (f *fallback) Addr() net.Addr {
 // deliver queues c for the full server without ever blocking a loop.
 func (f *fallback) deliver(c net.Conn) {
 	select {
+	case <-f.done: // closed: nobody will accept it
+		c.Close()
+		return
+	default:
+	}
+	select {
 	case f.ch <- c:
 	case <-f.done:
 		c.Close()

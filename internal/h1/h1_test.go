@@ -247,6 +247,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Got-TE", r.Header.Get("Te"))
 	h.Set("X-Got-Keep-Alive", r.Header.Get("Keep-Alive"))
 	h.Set("X-Got-Forwarded", r.Header.Get("Forwarded"))
+	h.Set("X-Got-Proxy-Auth", r.Header.Get("Proxy-Authorization"))
 	h.Set("X-Body-Len", strconv.Itoa(len(body)))
 	sum := sha256.Sum256(body)
 	h.Set("X-Body-Sum", hex.EncodeToString(sum[:]))
@@ -259,14 +260,15 @@ func TestProxiesOnTheLoop(t *testing.T) {
 	c := r.dial(t)
 	for i := range 3 {
 		resp, body := c.roundTrip("GET /a/b?x=1&y=%2F HTTP/1.1\r\nHost: app.test:8080\r\nX-Custom: v1\r\n" +
-			"X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nKeep-Alive: 300\r\nConnection: keep-alive\r\n\r\n")
+			"X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nKeep-Alive: 300\r\nConnection: keep-alive\r\n" +
+			"Proxy-Authorization: Basic c2VjcmV0\r\n\r\n")
 		if resp.StatusCode != 200 || body != "hello from the backend\n" {
 			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
 		}
 		want := map[string]string{
 			"X-Method": "GET", "X-Uri": "/a/b?x=1&y=%2F", "X-Host": "app.test:8080",
 			"X-Got-Xff": "127.0.0.1", "X-Got-Xfh": "app.test:8080", "X-Got-Xfp": "http", "X-Got-Real-Ip": "127.0.0.1",
-			"X-Got-Custom": "v1", "X-Got-Keep-Alive": "", "X-Got-Forwarded": "",
+			"X-Got-Custom": "v1", "X-Got-Keep-Alive": "", "X-Got-Forwarded": "", "X-Got-Proxy-Auth": "",
 			"Keep-Alive": "", "Content-Length": "23",
 		}
 		for k, v := range want {

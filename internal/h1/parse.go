@@ -71,9 +71,16 @@ func kindOf(name []byte, request bool) fieldKind {
 		if eqFold(name, "if-none-match") && request {
 			return fieldConditional
 		}
+	case 18:
+		if eqFold(name, "proxy-authenticate") {
+			return fieldHop
+		}
 	case 19:
 		if eqFold(name, "if-unmodified-since") && request {
 			return fieldConditional
+		}
+		if eqFold(name, "proxy-authorization") {
+			return fieldHop
 		}
 	case 7:
 		if eqFold(name, "upgrade") {

@@ -141,9 +141,9 @@ func (e *Engine) handshake(nc net.Conn, tcp *net.TCPConn, c *conn) {
 	if fd < 0 || e.draining.Load() {
 		// HTTP/2, acme-tls/1, or a socket that cannot move: the full
 		// server takes the tls.Conn as it is.
-		e.gone(nc, http.StateHijacked)
 		e.countHanded()
 		e.fallback.deliver(tc)
+		e.gone(nc, http.StateHijacked) // after delivery, so Shutdown waits for it
 		return
 	}
 	tcp.Close()
@@ -260,11 +260,16 @@ func (c *conn) writeClient(p []byte) (int, error) {
 	if !c.flushTLS() {
 		return 0, unix.EAGAIN
 	}
+	if c.hup {
+		return 0, unix.EPIPE
+	}
 	n, err := c.tls.Write(p)
 	if err != nil {
 		return n, err
 	}
-	c.flushTLS()
+	if c.flushTLS(); c.hup {
+		return 0, unix.EPIPE
+	}
 	return n, nil
 }
 
