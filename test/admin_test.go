@@ -168,15 +168,7 @@ func TestMetrics(t *testing.T) {
 		}
 		r.Body.Close()
 	}
-	resp, body := adminDo(t, g, "GET", "/metrics", "tok", nil, "")
-	if resp.StatusCode != 200 {
-		t.Fatalf("metrics: %d", resp.StatusCode)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("metrics do not parse: %v", err)
-	}
+	families := scrapeMetrics(t, g, "tok")
 	sum := func(name string, labels map[string]string) float64 { return metricSum(families, name, labels) }
 	if got := sum("gatehouse_http_requests_total", map[string]string{"site": "example.org", "route": "/", "code": "2xx"}); got != 3 {
 		t.Errorf("requests_total 2xx = %v, want 3", got)
@@ -195,8 +187,7 @@ func TestMetrics(t *testing.T) {
 	}
 	// A refused config counts as a failed reload.
 	adminDo(t, g, "POST", "/load", "tok", nil, "sites: [{hosts: []}]")
-	_, body = adminDo(t, g, "GET", "/metrics", "tok", nil, "")
-	families, _ = parser.TextToMetricFamilies(strings.NewReader(body))
+	families = scrapeMetrics(t, g, "tok")
 	if got := sum("gatehouse_config_reloads_total", map[string]string{"result": "failed"}); got != 1 {
 		t.Errorf("failed reloads = %v, want 1", got)
 	}
