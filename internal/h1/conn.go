@@ -29,7 +29,12 @@ const (
 	phSend                 // sending the request: head, then body
 	phWait                 // waiting for the response head
 	phRelay                // relaying the response to the client
+	phLinger               // closed for writing, dropping what the client still sends
 )
+
+// lingerTime bounds how long a closing connection keeps reading what its
+// client still sends (nginx's lingering_timeout).
+const lingerTime = 5 * time.Second
 
 // conn is a client connection on a loop.
 type conn struct {
@@ -195,6 +200,8 @@ func (c *conn) advance() {
 			more = c.x.waitHead()
 		case phRelay:
 			more = c.x.relay()
+		case phLinger:
+			more = c.drain()
 		}
 		if !more {
 			return
@@ -473,10 +480,15 @@ func (x *exchange) attach(u *upConn) {
 }
 
 // send writes the request upstream, streaming a body the client is still
-// sending.
+// sending. An upstream that answers (or closes) before it has the whole
+// request is heard at once: its early answer — a 413, a 401 — goes to the
+// client, as net/http's Transport relays it.
 func (x *exchange) send() bool {
 	c, u := x.c, x.up
 	for len(x.upPend) > 0 {
+		if u.readable {
+			return x.awaitAnswer()
+		}
 		if !u.writable {
 			return false
 		}
@@ -493,10 +505,15 @@ func (x *exchange) send() bool {
 			return false
 		case err == unix.EINTR:
 		default:
-			return x.upstreamFailed(err)
+			// The upstream may have answered before it closed: read first.
+			u.readable = true
+			return x.awaitAnswer()
 		}
 	}
 	if x.bodyLeft > 0 {
+		if u.readable {
+			return x.awaitAnswer()
+		}
 		if !c.canRead() {
 			return false
 		}
@@ -517,6 +534,16 @@ func (x *exchange) send() bool {
 		c.abort() // the client left in the middle of its body
 		return false
 	}
+	return x.awaitAnswer()
+}
+
+// awaitAnswer moves to reading the response head, under the header
+// timeout. When the request was not sent whole (an early answer), neither
+// connection can go on after the answer: the client's body is not read to
+// its end, and the upstream did not get it. startResponse and
+// upstreamFailed see to both.
+func (x *exchange) awaitAnswer() bool {
+	c := x.c
 	x.sentAt = time.Now()
 	c.phase = phWait
 	if t := x.plain.Pool.Options().HeaderTimeout; t > 0 {
@@ -597,9 +624,9 @@ func (x *exchange) startResponse() bool {
 		x.mode = bodyEOF
 		x.closeAfter = true // the only way the client can tell the end
 	}
-	x.reusable = !r.close && x.mode != bodyEOF
-	if c.l.e.draining.Load() {
-		x.closeAfter = true
+	x.reusable = !r.close && x.mode != bodyEOF && len(x.upPend) == 0 && x.bodyLeft == 0
+	if x.bodyLeft > 0 || c.l.e.draining.Load() {
+		x.closeAfter = true // an early answer leaves the rest of the body unread
 	}
 	b := x.rbuf[x.rOff:x.rN]
 	x.cout = x.appendHead(x.cout, b, true)
@@ -800,7 +827,11 @@ func (x *exchange) finish() bool {
 	x.gen.Finish(&x.rec)
 	c.served++
 	if x.closeAfter {
-		c.close()
+		if x.bodyLeft > 0 {
+			c.linger()
+		} else {
+			c.close()
+		}
 		return false
 	}
 	c.phase = phHead
@@ -891,6 +922,47 @@ func (c *conn) tick(draining bool) {
 	}
 }
 
+// linger closes the connection for writing after an answer sent before the
+// client's body was read, and then reads and drops what the client still
+// sends until it closes too or lingerTime passes. Closing at once would
+// make the kernel answer the unread bytes with a reset, and a reset
+// destroys the answer before the client reads it.
+func (c *conn) linger() {
+	if c.tls != nil {
+		c.tls.CloseWrite()
+		c.flushTLS()
+	}
+	unix.Shutdown(c.fd, unix.SHUT_WR)
+	if x := c.x; x != nil {
+		x.releaseUpstream(false)
+		c.l.putExchange(x)
+		c.x = nil
+	}
+	c.phase = phLinger
+	c.deadline = c.l.now + int64(lingerTime)
+	c.readable = true
+	c.drain()
+}
+
+// drain reads and drops what a lingering client sends.
+func (c *conn) drain() bool {
+	buf := c.l.getBuf()
+	defer c.l.putBuf(buf)
+	for c.readable {
+		n, err := unix.Read(c.fd, buf)
+		switch {
+		case n > 0:
+		case err == unix.EAGAIN:
+			c.readable = false
+		case err == unix.EINTR:
+		default:
+			c.close() // the client closed (or reset) its side: done
+			return false
+		}
+	}
+	return false
+}
+
 // abort ends a connection in the middle of an exchange: the client left,
 // the upstream broke off, or time ran out.
 func (c *conn) abort() {
@@ -930,6 +1002,20 @@ func (c *conn) close() {
 		f(c.owner, http.StateClosed)
 	}
 	l.e.conns.Add(-1)
+}
+
+// closeUnqueued closes a connection no loop took: the engine stopped
+// while it was on its way to one.
+func (c *conn) closeUnqueued(e *Engine) {
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
+	c.owner.Close()
+	if f := e.opts.ConnState; f != nil {
+		f(c.owner, http.StateClosed)
+	}
+	e.conns.Add(-1)
 }
 
 // detach takes c off the loop's list and gives back its exchange.

@@ -178,8 +178,13 @@ func (e *Engine) Serve(ln net.Listener) error {
 // firewall's verdict and its count of the source's connections) and closed
 // with the socket.
 func (e *Engine) adopt(nc net.Conn) {
+	// Counted before draining is checked, and Shutdown sets draining
+	// before it reads the count: one of the two always sees the other, so
+	// no connection slips past a Shutdown that found none.
+	e.conns.Add(1)
 	if e.draining.Load() {
 		nc.Close()
+		e.conns.Add(-1)
 		return
 	}
 	tcp := innermostTCP(nc)
@@ -189,13 +194,13 @@ func (e *Engine) adopt(nc net.Conn) {
 			nc = tls.Server(nc, e.opts.TLS)
 		}
 		e.fallback.deliver(nc)
+		e.conns.Add(-1)
 		return
 	}
 	c := &conn{fd: -1, owner: nc, peer: addrPort(nc.RemoteAddr()), local: nc.LocalAddr()}
 	if v, ok := nc.(interface{ FirewallVerdict() string }); ok {
 		c.verdict = v.FirewallVerdict()
 	}
-	e.conns.Add(1)
 	if e.opts.ConnState != nil {
 		e.opts.ConnState(nc, http.StateNew)
 	}

@@ -393,6 +393,94 @@ func TestBackpressure(t *testing.T) {
 	}
 }
 
+// An upstream that answers before it has read the whole body (a 413, a
+// 401) is heard at once, and its answer reaches the client, which is still
+// sending: the connection closes after the answer, reading and dropping
+// the rest of the body so that no reset destroys the answer.
+func TestEarlyAnswerDuringUpload(t *testing.T) {
+	cfg, pool := selfSigned(t)
+	backend := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/limit" {
+			w.Header().Set("Connection", "close")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			io.WriteString(w, "too large\n")
+			return
+		}
+		echo(w, req)
+	})
+	big := bytes.Repeat([]byte("u"), 8<<20)
+	for _, secure := range []bool{false, true} {
+		o, host := rigOptions{}, "app.test"
+		if secure {
+			o.tls, host = cfg, "secure.test"
+		}
+		r := newRig(t, backend, o)
+		t.Run(host+"/raw", func(t *testing.T) {
+			var c *client
+			if secure {
+				c = r.dialTLS(t, pool, "http/1.1")
+			} else {
+				c = r.dial(t)
+			}
+			start := time.Now()
+			c.send("POST /limit HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: " + strconv.Itoa(len(big)) + "\r\n\r\n")
+			c.send(string(big[:64<<10]))
+			// The client goes on sending while it waits for the answer.
+			sent := make(chan error, 1)
+			go func() { _, err := c.c.Write(big[64<<10:]); sent <- err }()
+			resp, body := c.read("POST")
+			if resp.StatusCode != 413 || body != "too large\n" || !resp.Close {
+				t.Fatalf("%d %q close=%v", resp.StatusCode, body, resp.Close)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("the answer took %v", d)
+			}
+			// The rest of the body is taken and dropped, then the connection ends.
+			if err := <-sent; err != nil {
+				t.Fatalf("the rest of the body: %v", err)
+			}
+			if n, err := c.br.Read(make([]byte, 1)); n != 0 || err == nil {
+				t.Fatalf("after the answer: %d %v", n, err)
+			}
+		})
+		t.Run(host+"/client", func(t *testing.T) {
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", r.addr)
+			}}
+			defer tr.CloseIdleConnections()
+			scheme := "http"
+			if secure {
+				scheme = "https"
+			}
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Post(scheme+"://"+host+"/limit", "application/octet-stream", bytes.NewReader(big))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 413 || string(body) != "too large\n" {
+				t.Fatalf("%d %q", resp.StatusCode, body)
+			}
+			// An upload the backend reads whole still works after it.
+			resp, err = (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Post(scheme+"://"+host+"/up", "application/octet-stream", bytes.NewReader(big))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.Header.Get("X-Body-Len") != strconv.Itoa(len(big)) {
+				t.Fatalf("upload after: %s", resp.Header.Get("X-Body-Len"))
+			}
+		})
+		recs := r.waitRecords(t, 3)
+		if recs[0].Status != 413 || recs[1].Status != 413 || recs[2].Status != 200 {
+			t.Fatalf("records: %+v", recs)
+		}
+		if served, handed := r.eng.Counts(); served != 3 || handed != 0 {
+			t.Fatalf("served %d handed %d", served, handed)
+		}
+	}
+}
+
 func TestUpstreamCloseDelimited(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -618,6 +706,69 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	}
 	if _, err := idle.br.ReadByte(); err != io.EOF {
 		t.Fatalf("idle connection after shutdown: %v", err)
+	}
+}
+
+// Connections that arrive while the engine stops are all ended: none is
+// left queued to a loop that has gone, and none is left counted.
+func TestStopWhileAccepting(t *testing.T) {
+	cfg, pool := selfSigned(t)
+	for round := range 6 {
+		o := rigOptions{}
+		if round%2 == 1 {
+			o.tls = cfg
+		}
+		r := newRig(t, http.HandlerFunc(echo), o)
+		var wg sync.WaitGroup
+		hung := make(chan string, 64)
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 500 {
+					var c net.Conn
+					var err error
+					if o.tls != nil {
+						c, err = tls.Dial("tcp", r.addr, &tls.Config{ServerName: "secure.test", RootCAs: pool, NextProtos: []string{"http/1.1"}})
+					} else {
+						c, err = net.Dial("tcp", r.addr)
+					}
+					if err != nil {
+						return // the listener has closed
+					}
+					c.SetDeadline(time.Now().Add(3 * time.Second))
+					io.WriteString(c, "GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+					_, err = io.Copy(io.Discard, c)
+					c.Close()
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						hung <- "a connection was never answered nor closed"
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Duration(10+round*5) * time.Millisecond)
+		if round < 3 {
+			r.eng.Close()
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			if err := r.eng.Shutdown(ctx); err != nil {
+				t.Errorf("round %d: shutdown: %v", round, err)
+			}
+			cancel()
+		}
+		wg.Wait()
+		close(hung)
+		for msg := range hung {
+			t.Fatalf("round %d: %s", round, msg)
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for r.eng.conns.Load() != 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n := r.eng.conns.Load(); n != 0 {
+			t.Fatalf("round %d: %d connections still counted", round, n)
+		}
 	}
 }
 

@@ -23,12 +23,19 @@ type loop struct {
 	epfd   int
 	wakefd int // eventfd: new connections, shutdown
 
-	mu    sync.Mutex
-	queue []*conn
-	woken atomic.Bool // an eventfd wake-up is on its way
+	mu      sync.Mutex
+	queue   []*conn
+	stopped bool        // the loop is gone: nothing may be queued or woken
+	woken   atomic.Bool // an eventfd wake-up is on its way
 
-	items  []pollable // by descriptor
-	conns  []*conn    // for the timer scan; conn.slot is the index
+	items []pollable // by descriptor
+	// tokens tell a descriptor's registrations apart: an event carries
+	// the token it was registered with, so an event for a descriptor
+	// closed earlier in the same batch never reaches the connection that
+	// reused its number.
+	tokens []uint32
+	seq    uint32
+	conns  []*conn // for the timer scan; conn.slot is the index
 	idle   map[netip.AddrPort][]*upConn
 	free   []*exchange
 	bufs   [][]byte // readSize buffers for TLS ciphertext
@@ -64,8 +71,14 @@ func newLoop(e *Engine) (*loop, error) {
 	return l, nil
 }
 
+// enqueue gives c to the loop; a loop that has stopped closes it instead.
 func (l *loop) enqueue(c *conn) {
 	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		c.closeUnqueued(l.e)
+		return
+	}
 	l.queue = append(l.queue, c)
 	l.mu.Unlock()
 	// One wake-up takes the whole queue: under load, connections arriving
@@ -75,17 +88,25 @@ func (l *loop) enqueue(c *conn) {
 	}
 }
 
+// wake interrupts the loop's wait. Under l.mu, so it never writes to a
+// descriptor number the stopped loop gave back.
 func (l *loop) wake() {
-	var one = [8]byte{1}
-	unix.Write(l.wakefd, one[:])
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.stopped {
+		var one = [8]byte{1}
+		unix.Write(l.wakefd, one[:])
+	}
 }
 
 func (l *loop) register(fd int, p pollable) error {
 	for fd >= len(l.items) {
 		l.items = append(l.items, nil)
+		l.tokens = append(l.tokens, 0)
 	}
-	l.items[fd] = p
-	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: epollEvents, Fd: int32(fd)})
+	l.seq++
+	l.items[fd], l.tokens[fd] = p, l.seq
+	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: epollEvents, Fd: int32(fd), Pad: int32(l.seq)})
 }
 
 // forget removes fd from the loop; the caller closes or hands it on.
@@ -108,17 +129,7 @@ func (l *loop) run() {
 		}
 		l.now = time.Now().UnixNano()
 		for i := range n {
-			ev := &l.events[i]
-			fd := int(ev.Fd)
-			if fd == l.wakefd {
-				var b [8]byte
-				unix.Read(l.wakefd, b[:])
-				l.adoptQueued()
-				continue
-			}
-			if fd < len(l.items) && l.items[fd] != nil {
-				l.items[fd].event(ev.Events)
-			}
+			l.dispatch(&l.events[i])
 		}
 		select {
 		case <-l.e.closed:
@@ -129,6 +140,22 @@ func (l *loop) run() {
 			l.nextScan = l.now + int64(scanEvery)
 			l.scan()
 		}
+	}
+}
+
+// dispatch gives an event to what its descriptor belongs to now, unless
+// the descriptor was closed (and perhaps reused) since the event was
+// reported.
+func (l *loop) dispatch(ev *unix.EpollEvent) {
+	fd := int(ev.Fd)
+	if fd == l.wakefd {
+		var b [8]byte
+		unix.Read(l.wakefd, b[:])
+		l.adoptQueued()
+		return
+	}
+	if fd < len(l.items) && l.items[fd] != nil && l.tokens[fd] == uint32(ev.Pad) {
+		l.items[fd].event(ev.Events)
 	}
 }
 
@@ -185,6 +212,9 @@ func (l *loop) scan() {
 
 // shutdown closes everything the loop holds.
 func (l *loop) shutdown() {
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
 	l.adoptQueued()
 	for len(l.conns) > 0 {
 		l.conns[len(l.conns)-1].abort()
@@ -195,7 +225,9 @@ func (l *loop) shutdown() {
 		}
 	}
 	unix.Close(l.epfd)
+	l.mu.Lock()
 	unix.Close(l.wakefd)
+	l.mu.Unlock()
 }
 
 // dateLine is the Date field for responses that lack one, as net/http adds.
