@@ -492,7 +492,7 @@ func (x *exchange) send() bool {
 		if !u.writable {
 			return false
 		}
-		n, err := unix.Write(u.fd, x.upPend)
+		n, err := sockWrite(u.fd, x.upPend)
 		switch {
 		case n > 0:
 			x.upPend = x.upPend[n:]
@@ -585,7 +585,7 @@ func (x *exchange) waitHead() bool {
 		if !u.readable {
 			return false
 		}
-		n, err := unix.Read(u.fd, x.rbuf[x.rN:])
+		n, err := sockRead(u.fd, x.rbuf[x.rN:])
 		switch {
 		case n > 0:
 			if n < len(x.rbuf)-x.rN && !u.rdhup {
@@ -741,7 +741,7 @@ func (x *exchange) relay() bool {
 		if u == nil || !u.readable {
 			return false
 		}
-		n, err := unix.Read(u.fd, x.rbuf)
+		n, err := sockRead(u.fd, x.rbuf)
 		switch {
 		case n > 0:
 			if n < len(x.rbuf) && !u.rdhup {
@@ -949,7 +949,7 @@ func (c *conn) drain() bool {
 	buf := c.l.getBuf()
 	defer c.l.putBuf(buf)
 	for c.readable {
-		n, err := unix.Read(c.fd, buf)
+		n, err := sockRead(c.fd, buf)
 		switch {
 		case n > 0:
 		case err == unix.EAGAIN:

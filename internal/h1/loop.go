@@ -1,12 +1,16 @@
 package h1
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,9 +23,14 @@ type pollable interface {
 // loop is one event loop. Everything but queue is touched by its goroutine
 // only.
 type loop struct {
-	e      *Engine
-	epfd   int
-	wakefd int // eventfd: new connections, shutdown
+	e    *Engine
+	epfd int
+	// ep is epfd in Go's poller, where the loop waits for its events (see
+	// wait).
+	ep       *os.File
+	epRaw    syscall.RawConn
+	deadline int64 // the read deadline set on ep
+	wakefd   int   // eventfd: new connections, shutdown
 
 	mu      sync.Mutex
 	queue   []*conn
@@ -63,8 +72,20 @@ func newLoop(e *Engine) (*loop, error) {
 		return nil, err
 	}
 	l := &loop{e: e, epfd: epfd, wakefd: wfd, idle: map[netip.AddrPort][]*upConn{}, events: make([]unix.EpollEvent, 256)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wfd)}); err != nil {
-		unix.Close(epfd)
+	err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wfd)})
+	if err == nil {
+		err = unix.SetNonblock(epfd, true) // so that os.NewFile puts it in the poller
+	}
+	if err == nil {
+		l.ep = os.NewFile(uintptr(epfd), "epoll")
+		l.epRaw, err = l.ep.SyscallConn()
+	}
+	if err != nil {
+		if l.ep != nil {
+			l.ep.Close()
+		} else {
+			unix.Close(epfd)
+		}
 		unix.Close(wfd)
 		return nil, err
 	}
@@ -118,12 +139,8 @@ func (l *loop) forget(fd int) {
 func (l *loop) run() {
 	defer l.shutdown()
 	for {
-		timeout := int(scanEvery / time.Millisecond)
-		if len(l.conns) == 0 && !l.e.draining.Load() {
-			timeout = 1000
-		}
-		n, err := unix.EpollWait(l.epfd, l.events, timeout)
-		if err != nil && err != unix.EINTR {
+		n, err := l.wait()
+		if err != nil {
 			l.e.opts.Log.Error("event loop stopped", "error", err)
 			return
 		}
@@ -141,6 +158,73 @@ func (l *loop) run() {
 			l.scan()
 		}
 	}
+}
+
+// wait returns the number of events in l.events, or 0 when the next scan
+// is due. It waits in Go's poller, where the epoll set is one more
+// descriptor, and not in epoll_wait: a goroutine blocked in a system call
+// keeps the runtime's monitor waking every 20 µs to hand its processor to
+// another thread, and on a loop that idles between bursts that churn cost
+// more CPU than the requests did.
+func (l *loop) wait() (int, error) {
+	due := l.nextScan
+	if len(l.conns) == 0 && !l.e.draining.Load() {
+		due = max(due, l.now+int64(time.Second))
+	}
+	if due != l.deadline {
+		l.deadline = due
+		l.ep.SetReadDeadline(time.Unix(0, due))
+	}
+	var n int
+	var err error
+	rerr := l.epRaw.Read(func(fd uintptr) bool {
+		n, err = epollPoll(int(fd), l.events)
+		return n > 0 || err != nil
+	})
+	if rerr != nil {
+		if errors.Is(rerr, os.ErrDeadlineExceeded) {
+			return 0, nil
+		}
+		return 0, rerr
+	}
+	return n, err
+}
+
+// epollPoll is epoll_wait that never blocks, so it need not tell the
+// runtime it enters a system call.
+func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
+	for {
+		n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(n), nil
+	}
+}
+
+// sockRead and sockWrite read and write a non-blocking socket. They never
+// block, so they skip the runtime's system-call bookkeeping: a write to a
+// peer on this machine runs the peer's receive path too and can take long
+// enough for the runtime's monitor to take the thread for blocked and hand
+// its processor to another thread, waking one. Like unix.Read and
+// unix.Write, they return -1 with the error.
+func sockRead(fd int, p []byte) (int, error) {
+	return rawIO(unix.SYS_READ, fd, p)
+}
+
+func sockWrite(fd int, p []byte) (int, error) {
+	return rawIO(unix.SYS_WRITE, fd, p)
+}
+
+func rawIO(trap uintptr, fd int, p []byte) (int, error) {
+	n, _, errno := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(n), nil
 }
 
 // dispatch gives an event to what its descriptor belongs to now, unless
@@ -224,7 +308,7 @@ func (l *loop) shutdown() {
 			u.closeFd()
 		}
 	}
-	unix.Close(l.epfd)
+	l.ep.Close()
 	l.mu.Lock()
 	unix.Close(l.wakefd)
 	l.mu.Unlock()

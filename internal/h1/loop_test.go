@@ -18,7 +18,7 @@ func TestStaleEventsAreDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(l.epfd)
+	defer l.ep.Close()
 	defer unix.Close(l.wakefd)
 	pair := func() [2]int {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)

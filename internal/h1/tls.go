@@ -180,7 +180,7 @@ func (c *conn) readClient(p []byte) (int, error) {
 		if !c.readable {
 			return 0, unix.EAGAIN
 		}
-		n, err := unix.Read(c.fd, p)
+		n, err := sockRead(c.fd, p)
 		switch {
 		case n > 0:
 			if n < len(p) && !c.rdhup {
@@ -221,7 +221,7 @@ func (c *conn) readClient(p []byte) (int, error) {
 		if c.sock.buf == nil {
 			c.sock.buf = c.l.getBuf()
 		}
-		n, err := unix.Read(c.fd, c.sock.buf)
+		n, err := sockRead(c.fd, c.sock.buf)
 		switch {
 		case n > 0:
 			if n < len(c.sock.buf) && !c.rdhup {
@@ -251,7 +251,7 @@ func (c *conn) writeClient(p []byte) (int, error) {
 		if !c.writable {
 			return 0, unix.EAGAIN
 		}
-		n, err := unix.Write(c.fd, p)
+		n, err := sockWrite(c.fd, p)
 		if n > 0 && n < len(p) || err == unix.EAGAIN {
 			c.writable = false
 		}
@@ -280,7 +280,7 @@ func (c *conn) flushTLS() bool {
 		if !c.writable {
 			return false
 		}
-		n, err := unix.Write(c.fd, s.out[s.outOff:])
+		n, err := sockWrite(c.fd, s.out[s.outOff:])
 		switch {
 		case n > 0:
 			s.outOff += n
