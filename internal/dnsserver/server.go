@@ -27,8 +27,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 
 	"gatehouse/internal/zone"
 )
@@ -251,62 +249,8 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-// batchConn reads and writes many datagrams per system call (recvmmsg and
-// sendmmsg on Linux): under load the system calls, not the answers, are
-// the cost of a query.
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
-}
-
+// batch is how many datagrams one system call reads or writes.
 const batch = 32
-
-func (s *Server) serveUDP(u *net.UDPConn) {
-	defer s.wg.Done()
-	var bc batchConn = ipv4.NewPacketConn(u)
-	if a := u.LocalAddr().(*net.UDPAddr); a.IP.To4() == nil {
-		bc = ipv6.NewPacketConn(u)
-	}
-	w := newWorker(s)
-	in := make([]ipv4.Message, batch)
-	out := make([]ipv4.Message, 0, batch)
-	replies := make([][]byte, batch)
-	for i := range in {
-		in[i].Buffers = [][]byte{make([]byte, dns.MaxMsgSize)}
-		replies[i] = make([]byte, 0, 1500)
-	}
-	for {
-		n, err := bc.ReadBatch(in, 0)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue // ICMP errors and the like are per packet
-		}
-		out = out[:0]
-		for i := range n {
-			ua, ok := in[i].Addr.(*net.UDPAddr)
-			if !ok {
-				continue
-			}
-			src := ua.AddrPort()
-			if reply := s.udpReply(w, in[i].Buffers[0][:in[i].N], src); reply != nil {
-				replies[i] = append(replies[i][:0], reply...)
-				out = append(out, ipv4.Message{Buffers: [][]byte{replies[i]}, Addr: ua})
-			}
-		}
-		for len(out) > 0 {
-			k, err := bc.WriteBatch(out, 0)
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				k = max(k, 1) // drop the datagram that failed
-			}
-			out = out[k:]
-		}
-	}
-}
 
 // udpReply is the reply to a datagram after the firewall hook and rate
 // limiting, or nil.
