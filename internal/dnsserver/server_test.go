@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -540,4 +541,65 @@ func TestDig(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The UDP loop reads each datagram's source from the raw socket address:
+// IPv4 and IPv6 sockets both answer, and the firewall hook sees the real
+// source, port included.
+func TestUDPSources(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:0", "[::1]:0"} {
+		var mu sync.Mutex
+		var seen []netip.AddrPort
+		s := New([]string{listen})
+		s.Logger = slog.New(slog.DiscardHandler)
+		s.Allow = func(src netip.AddrPort, network string) bool {
+			mu.Lock()
+			seen = append(seen, src)
+			mu.Unlock()
+			return true
+		}
+		if err := s.Update(compile(t, testZones)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(); err != nil {
+			if strings.Contains(listen, "::1") {
+				t.Logf("no IPv6 loopback here: %v", err)
+				continue
+			}
+			t.Fatal(err)
+		}
+		defer s.Close()
+		conn, err := net.Dial("udp", s.Addrs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+		for range 3 {
+			r, _, err := c.ExchangeWithConn(query("example.org.", dns.TypeA), &dns.Conn{Conn: conn})
+			if err != nil {
+				t.Fatalf("%s: %v", listen, err)
+			}
+			if got := rrs(r.Answer); !slices.Equal(got, []string{"example.org. 600 IN A 192.0.2.1"}) {
+				t.Fatalf("%s: %v", listen, got)
+			}
+		}
+		want := addrPortOf(t, conn.LocalAddr())
+		mu.Lock()
+		for _, src := range seen {
+			if src != want {
+				t.Errorf("%s: the hook saw %v, the client is %v", listen, src, want)
+			}
+		}
+		mu.Unlock()
+	}
+}
+
+func addrPortOf(t *testing.T, a net.Addr) netip.AddrPort {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ap
 }
