@@ -779,7 +779,7 @@ func (x *exchange) sendFile() bool {
 		if !c.writable {
 			return false
 		}
-		n, err := unix.Sendfile(c.fd, int(x.file.Fd()), &x.fileOff, int(min(x.fileLeft, 1<<20)))
+		n, err := sockSendfile(c.fd, int(x.file.Fd()), &x.fileOff, int(min(x.fileLeft, 1<<20)))
 		switch {
 		case n > 0:
 			x.fileLeft -= int64(n)

@@ -219,8 +219,26 @@ func sockWrite(fd int, p []byte) (int, error) {
 	return rawIO(unix.SYS_WRITE, fd, p)
 }
 
+// sockWriteMore writes with MSG_MORE: the bytes wait for what the next
+// write brings instead of leaving as a packet of their own.
+func sockWriteMore(fd int, p []byte) (int, error) {
+	return rawResult(unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), unix.MSG_MORE, 0, 0))
+}
+
+// sockSendfile sends count bytes of the file in from *off, as
+// unix.Sendfile does. It too skips the bookkeeping: sendfile to a
+// non-blocking socket returns as soon as the socket's buffer is full, and a
+// file not yet in the page cache holds the loop while it is read, as it
+// holds an nginx worker.
+func sockSendfile(out, in int, off *int64, count int) (int, error) {
+	return rawResult(unix.RawSyscall6(unix.SYS_SENDFILE, uintptr(out), uintptr(in), uintptr(unsafe.Pointer(off)), uintptr(count), 0, 0))
+}
+
 func rawIO(trap uintptr, fd int, p []byte) (int, error) {
-	n, _, errno := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	return rawResult(unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p))))
+}
+
+func rawResult(n, _ uintptr, errno unix.Errno) (int, error) {
 	if errno != 0 {
 		return -1, errno
 	}

@@ -251,7 +251,16 @@ func (c *conn) writeClient(p []byte) (int, error) {
 		if !c.writable {
 			return 0, unix.EAGAIN
 		}
-		n, err := sockWrite(c.fd, p)
+		var n int
+		var err error
+		if c.x != nil && c.x.fileLeft > 0 {
+			// A file follows the head: the head waits for its first
+			// bytes instead of leaving as a packet of its own, as
+			// nginx's tcp_nopush has it.
+			n, err = sockWriteMore(c.fd, p)
+		} else {
+			n, err = sockWrite(c.fd, p)
+		}
 		if n > 0 && n < len(p) || err == unix.EAGAIN {
 			c.writable = false
 		}
