@@ -823,8 +823,7 @@ func (x *exchange) finish() bool {
 	c := x.c
 	x.releaseUpstream(x.reusable)
 	x.rec.Status = x.resp.status
-	x.rec.Duration = time.Since(x.rec.Start)
-	x.gen.Finish(&x.rec)
+	x.record()
 	c.served++
 	if x.closeAfter {
 		if x.bodyLeft > 0 {
@@ -977,10 +976,18 @@ func (c *conn) abort() {
 			x.rec.UpstreamErr = "client closed the connection"
 		}
 		x.releaseUpstream(false)
-		x.rec.Duration = time.Since(x.rec.Start)
-		x.gen.Finish(&x.rec)
+		x.record()
 	}
 	c.close()
+}
+
+// record hands the request's record on (access log, metrics, ring).
+func (x *exchange) record() {
+	if x.mode == bodyChunked {
+		x.rec.Bytes = x.chunks.data // the body, as net/http counts it, not its framing
+	}
+	x.rec.Duration = time.Since(x.rec.Start)
+	x.gen.Finish(&x.rec)
 }
 
 // close closes the client connection.

@@ -339,6 +339,10 @@ func TestBodiesBothWays(t *testing.T) {
 	if len(resp.TransferEncoding) != 1 || !strings.HasPrefix(body, "line 0\n") || !strings.HasSuffix(body, "line 49\n") {
 		t.Fatalf("chunked: %v %q", resp.TransferEncoding, body)
 	}
+	// The record counts the body, not its chunk framing, as net/http does.
+	if recs := r.waitRecords(t, 1); recs[0].Bytes != int64(len(body)) {
+		t.Fatalf("chunked body of %d bytes recorded as %d", len(body), recs[0].Bytes)
+	}
 	for _, p := range []string{"/big", "/big-length", "/big-length"} { // chunked; by length (spliced), twice on one pooled upstream connection
 		resp, body = c.roundTrip("GET " + p + " HTTP/1.1\r\nHost: app.test\r\n\r\n")
 		if body != string(big) {

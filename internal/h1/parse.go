@@ -538,6 +538,7 @@ type chunkScanner struct {
 	size    int64
 	digits  int
 	lineLen int
+	data    int64 // chunk data seen: the body's length without its framing
 }
 
 const (
@@ -606,6 +607,7 @@ func (s *chunkScanner) scan(b []byte) (int, error) {
 				n = s.size
 			}
 			s.size -= n
+			s.data += n
 			i += int(n)
 			if s.size == 0 {
 				s.state = csDataCR

@@ -3,7 +3,9 @@ package h1
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net/http"
+	"net/http/httputil"
 	"testing"
 )
 
@@ -182,6 +184,14 @@ func FuzzParseResponse(f *testing.F) {
 		}
 		if (err == nil) != (err1 == nil && err2 == nil) || err == nil && (n != n1+n2 || whole.done() != parts.done()) {
 			t.Fatalf("scan differs when split: %d %v / %d+%d %v %v: %q", n, err, n1, n2, err1, err2, data)
+		}
+		// A whole body's data, as the record counts it, is what net/http's
+		// chunked reader decodes.
+		if err == nil && whole.done() {
+			decoded, derr := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(data[:n])))
+			if derr == nil && (int64(len(decoded)) != whole.data || parts.data != whole.data) {
+				t.Fatalf("data %d (split %d), net/http decodes %d: %q", whole.data, parts.data, len(decoded), data)
+			}
 		}
 	})
 }
