@@ -20,19 +20,19 @@ import (
 	"gatehouse/internal/certs"
 	"gatehouse/internal/certs/pebbletest"
 	"gatehouse/internal/config"
-	"gatehouse/internal/gatetest"
 	"gatehouse/internal/instance"
+	"gatehouse/internal/syncbuf"
 )
 
 // acmeEdge starts an instance on a chosen data directory, with the DNS
 // publisher set before Start as the DNS server's wiring does.
-func acmeEdge(t *testing.T, cfgText, data string, dns certs.TXTPublisher) (*instance.Instance, *gatetest.SyncBuffer) {
+func acmeEdge(t *testing.T, cfgText, data string, dns certs.TXTPublisher) (*instance.Instance, *syncbuf.Buffer) {
 	t.Helper()
 	cfg, err := config.Parse("gatehouse.yaml", []byte(cfgText))
 	if err != nil {
 		t.Fatalf("config:\n%v", err)
 	}
-	logs := &gatetest.SyncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	in, err := instance.New(cfg, instance.Options{DataDir: data, Log: log})
 	if err != nil {
@@ -74,7 +74,7 @@ func httpsClient(addr string, roots *x509.CertPool) *http.Client {
 
 // waitGet waits until GET url through c answers 200, and returns the body
 // and the certificate served.
-func waitGet(t *testing.T, c *http.Client, url string, within time.Duration, logs *gatetest.SyncBuffer) (string, *x509.Certificate) {
+func waitGet(t *testing.T, c *http.Client, url string, within time.Duration, logs *syncbuf.Buffer) (string, *x509.Certificate) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	var err error

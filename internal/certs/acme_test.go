@@ -12,13 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"gatehouse/internal/certs/pebbletest"
 	"gatehouse/internal/config"
+	"gatehouse/internal/syncbuf"
 	"gatehouse/internal/tlsterm"
 )
 
@@ -28,24 +28,7 @@ import (
 type edge struct {
 	m           *Manager
 	http, https string
-	logs        *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs        *syncbuf.Buffer
 }
 
 func parseConfig(t testing.TB, text string) *config.Config {
@@ -73,7 +56,7 @@ func startEdge(t testing.TB, p *pebbletest.Server, dataDir string, dns TXTPublis
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	m := NewManager(ca)
 	m.DataDir, m.DNS = dataDir, dns
 	m.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

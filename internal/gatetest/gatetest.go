@@ -5,7 +5,6 @@
 package gatetest
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,12 +15,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"gatehouse/internal/config"
 	"gatehouse/internal/instance"
+	"gatehouse/internal/syncbuf"
 )
 
 // Gatehouse is a running instance under test.
@@ -33,27 +32,9 @@ type Gatehouse struct {
 	DNS    string // host:port of the first DNS listener, UDP and TCP
 	Roots  *x509.CertPool
 	// Logs holds everything gatehouse logged (both logs), for assertions.
-	Logs *SyncBuffer
+	Logs *syncbuf.Buffer
 	// DataDir is the instance's data directory.
 	DataDir string
-}
-
-// SyncBuffer is a bytes.Buffer safe for concurrent writers.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Start runs cfgText. Listen addresses default to 127.0.0.1:0 when the
@@ -116,7 +97,7 @@ func StartConfig(t testing.TB, cfg *config.Config) *Gatehouse {
 	for i := range cfg.DNS.Listen {
 		cfg.DNS.Listen[i] = "127.0.0.1:0"
 	}
-	logs := &SyncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	data := t.TempDir()
 	in, err := instance.New(cfg, instance.Options{DataDir: data, Log: log, AccessLog: log})

@@ -28,6 +28,7 @@ import (
 	"gatehouse/internal/proxy"
 	"gatehouse/internal/route"
 	"gatehouse/internal/static"
+	"gatehouse/internal/syncbuf"
 	"gatehouse/internal/upstream"
 )
 
@@ -40,24 +41,7 @@ type rig struct {
 	mu            sync.Mutex
 	recs          []journey.Record
 	handshakeErrs []error
-	logs          *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs          *syncbuf.Buffer
 }
 
 type rigOptions struct {
@@ -70,7 +54,7 @@ type rigOptions struct {
 
 func newRig(t *testing.T, backend http.Handler, o rigOptions) *rig {
 	t.Helper()
-	r := &rig{logs: &lockedBuffer{}}
+	r := &rig{logs: &syncbuf.Buffer{}}
 	r.backend = httptest.NewServer(backend)
 	t.Cleanup(r.backend.Close)
 	log := slog.New(slog.NewTextHandler(r.logs, nil))
