@@ -99,6 +99,8 @@ type exchange struct {
 	idempotent           bool
 	plain                *proxy.Plain
 	host                 *upstream.Host
+	dialAddr             netip.AddrPort // the host's address dialled last
+	dialFails            int            // connections the host refused this request
 	upPath               string
 	up                   *upConn
 	gen                  *Gen
@@ -150,6 +152,7 @@ func (x *exchange) next() {
 	x.upEOF, x.reusable, x.closeAfter, x.headOnly, x.replayable, x.idempotent = false, false, false, false, false, false
 	x.uout, x.cout, x.upPend, x.cPend = x.uout[:0], x.cout[:0], nil, nil
 	x.upPath = ""
+	x.dialFails = 0
 	x.rec = journey.Record{}
 }
 
@@ -331,6 +334,10 @@ func (c *conn) route() bool {
 	x.plain = plain
 	x.idempotent = idempotent(method)
 	x.host = plain.Pool.Pick(c.peer.Addr())
+	if _, ok := x.host.DialAddr(); !ok {
+		c.handoff() // the upstream's name has not resolved yet
+		return false
+	}
 	x.startRecord(g, site.Name, rt.Pattern, rt.Kind, method)
 	x.rec.ProxyHeaders = plain.Describe
 	x.headOff = x.inOff
@@ -402,7 +409,7 @@ func (x *exchange) buildRequest() {
 	case x.plain.HostName != "":
 		out = append(out, x.plain.HostName...)
 	case x.plain.HostUpstream:
-		out = x.host.AddrPort().AppendTo(out)
+		out = append(out, x.host.Addr()...)
 	default:
 		out = append(out, r.host.of(b)...)
 	}
@@ -435,9 +442,13 @@ func (x *exchange) buildRequest() {
 func (x *exchange) connect() bool {
 	c := x.c
 	if x.up == nil {
-		addr := x.host.AddrPort()
+		addr, ok := x.host.DialAddr()
+		x.dialAddr = addr
 		x.rec.Upstream = x.host.Name()
 		x.rec.Tries++
+		if !ok {
+			return x.upstreamFailed(dialError(addr, errNotResolved))
+		}
 		if u := c.l.takeIdle(addr); u != nil {
 			x.attach(u)
 			return true
@@ -605,7 +616,10 @@ func (x *exchange) waitHead() bool {
 	}
 }
 
-var errUpstreamClosed = errors.New("the upstream closed the connection before answering")
+var (
+	errUpstreamClosed = errors.New("the upstream closed the connection before answering")
+	errNotResolved    = errors.New("the upstream's name has not resolved yet")
+)
 
 // startResponse sends the response head and what body came with it.
 func (x *exchange) startResponse() bool {
@@ -863,14 +877,19 @@ func (x *exchange) upstreamFailed(err error) bool {
 	x.releaseUpstream(false)
 	var op *net.OpError
 	dial := errors.As(err, &op) && op.Op == "dial"
+	nextAddr := false // the host's name has another address to try
 	if dial {
-		x.host.MarkDown()
+		x.dialFails++
+		if nextAddr = x.dialFails < x.host.DialFailed(x.dialAddr); !nextAddr {
+			x.host.MarkDown()
+		}
 	}
 	retry := x.replayable && x.rec.Tries < 3 &&
-		(dial && x.rec.Tries < len(x.plain.Pool.Hosts) || // another host
+		(nextAddr || dial && x.rec.Tries < len(x.plain.Pool.Hosts) || // another address, another host
 			reused && x.idempotent && x.rN == 0 && !errors.Is(err, os.ErrDeadlineExceeded)) // a pooled connection the upstream had closed
 	if retry {
-		if dial {
+		if dial && !nextAddr {
+			x.dialFails = 0
 			x.host = x.plain.Pool.Pick(c.peer.Addr())
 			x.buildRequest()
 			x.uout = append(x.uout, x.in[x.headOff+x.req.size:x.inOff]...)
@@ -903,7 +922,7 @@ func (c *conn) tick(draining bool) {
 	if c.deadline != 0 && now > c.deadline {
 		switch c.phase {
 		case phConnect:
-			c.x.upstreamFailed(&net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(c.x.host.AddrPort()), Err: os.ErrDeadlineExceeded})
+			c.x.upstreamFailed(&net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(c.x.dialAddr), Err: os.ErrDeadlineExceeded})
 			c.advance()
 		case phWait:
 			c.x.upstreamFailed(os.ErrDeadlineExceeded)

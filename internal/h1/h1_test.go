@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"gatehouse/internal/accesslog"
 	"gatehouse/internal/clientip"
@@ -50,6 +53,7 @@ type rigOptions struct {
 	headerTimeout time.Duration
 	readHeader    time.Duration
 	idle          time.Duration
+	resolver      *net.Resolver
 }
 
 func newRig(t *testing.T, backend http.Handler, o rigOptions) *rig {
@@ -62,7 +66,7 @@ func newRig(t *testing.T, backend http.Handler, o rigOptions) *rig {
 	if ups == nil {
 		ups = []string{r.backend.URL}
 	}
-	pool, err := upstream.New(ups, upstream.Options{DialTimeout: time.Second, HeaderTimeout: o.headerTimeout, IdleTimeout: time.Minute, MaxIdle: 8})
+	pool, err := upstream.New(ups, upstream.Options{DialTimeout: time.Second, HeaderTimeout: o.headerTimeout, IdleTimeout: time.Minute, MaxIdle: 8, Resolver: o.resolver})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -907,5 +911,110 @@ func TestGarbageNeverStopsTheLoop(t *testing.T) {
 	c := r.dial(t)
 	if resp, _ := c.roundTrip("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n"); resp.StatusCode != 200 {
 		t.Fatalf("after the garbage: %d", resp.StatusCode)
+	}
+}
+
+// An upstream named by a name is served on the loop once the name has
+// resolved (until then, by the full server, which resolves as it dials).
+// The name has two addresses and the first refuses connections, as
+// localhost's ::1 does for a backend on 127.0.0.1: it is passed over for
+// the next one, without a 502 and without marking the upstream down.
+func TestUpstreamByName(t *testing.T) {
+	resolver, setAddrs := dnsOnLoopback(t)
+	setAddrs("127.0.0.1", "127.0.0.2")
+	var first, second netip.Addr
+	ips, err := resolver.LookupNetIP(context.Background(), "ip4", "backend.test")
+	if err != nil || len(ips) != 2 {
+		t.Fatalf("lookup: %v %v", ips, err)
+	}
+	first, second = ips[0], ips[1] // in the order the resolver gives them
+	ln, err := net.Listen("tcp", net.JoinHostPort(second.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(echo)}}
+	backend.Start()
+	defer backend.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	r := newRig(t, http.NotFoundHandler(), rigOptions{upstreams: []string{"http://backend.test:" + port}, resolver: resolver})
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; ; i++ {
+		c := r.dial(t) // a handed-over connection stays with the full server
+		resp, body := c.roundTrip("GET /n HTTP/1.1\r\nHost: app.test\r\n\r\n")
+		if resp.StatusCode != 200 || body != "hello from the backend\n" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+		if served, _ := r.eng.Counts(); served > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the name never resolved for the loop")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c := r.dial(t)
+	for i := range 5 {
+		if resp, _ := c.roundTrip("GET /n HTTP/1.1\r\nHost: app.test\r\n\r\n"); resp.StatusCode != 200 {
+			t.Fatalf("on the loop, request %d: %d", i, resp.StatusCode)
+		}
+	}
+	if served, handed := r.eng.Counts(); served != 6 || handed < 1 {
+		t.Fatalf("served %d handed %d", served, handed)
+	}
+	recs := r.records()
+	for _, rec := range recs {
+		if rec.Status != 200 || rec.Upstream != "http://backend.test:"+port {
+			t.Fatalf("record: %+v", rec)
+		}
+	}
+	if onLoop := recs[len(recs)-6]; onLoop.Tries != 2 {
+		t.Fatalf("the first request on the loop: %d tries, want 2 (%v refuses, %v answers)", onLoop.Tries, first, second)
+	}
+	if last := recs[len(recs)-1]; last.Tries != 1 {
+		t.Fatalf("the refusing address is still tried first: %+v", last)
+	}
+	if strings.Contains(r.logs.String(), "upstream failed") {
+		t.Fatalf("a refused address was logged as a failure: %s", r.logs)
+	}
+}
+
+// dnsOnLoopback serves backend.test from a DNS server on a loopback port
+// and returns a resolver that asks only it, and a way to set the name's
+// addresses.
+func dnsOnLoopback(t *testing.T) (*net.Resolver, func(...string)) {
+	t.Helper()
+	var mu sync.Mutex
+	var addrs []string
+	mux := dns.NewServeMux()
+	mux.HandleFunc("backend.test.", func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		m.Authoritative = true
+		if q.Question[0].Qtype == dns.TypeA {
+			mu.Lock()
+			for _, a := range addrs {
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: "backend.test.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1}, A: net.ParseIP(a)})
+			}
+			mu.Unlock()
+		}
+		w.WriteMsg(m)
+	})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: mux}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go srv.ActivateAndServe()
+	<-started
+	t.Cleanup(func() { srv.Shutdown() })
+	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "udp", pc.LocalAddr().String())
+	}}
+	return resolver, func(a ...string) {
+		mu.Lock()
+		addrs = a
+		mu.Unlock()
 	}
 }

@@ -6,6 +6,7 @@
 package upstream
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,6 +18,8 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +39,9 @@ type Options struct {
 	CAFile string
 	// Transports, when set, shares connection pools with other pools.
 	Transports *Transports
+	// Resolver looks up hosts named by a name, for every dial; nil is the
+	// system's.
+	Resolver *net.Resolver
 }
 
 // Host is one upstream.
@@ -50,7 +56,25 @@ type Host struct {
 	literal  netip.AddrPort
 	inflight atomic.Int64
 	downTill atomic.Int64 // unix nanoseconds; 0 when healthy
+
+	// A host named by a name: what it resolved to (see DialAddr), and
+	// which of the addresses to dial first.
+	resolver  *net.Resolver
+	resolved  atomic.Pointer[resolution]
+	resolving atomic.Bool
+	first     atomic.Uint32
 }
+
+// resolution is what a host's name resolved to, and when.
+type resolution struct {
+	addrs []netip.AddrPort
+	at    time.Time
+}
+
+// resolveEvery is how long a name's addresses are used before they are
+// looked up again (in the background: requests keep the old ones until
+// the answer comes).
+const resolveEvery = 30 * time.Second
 
 // Addr is host:port as dialled.
 func (h *Host) Addr() string { return h.URL.Host }
@@ -80,7 +104,10 @@ func New(urls []string, o Options) (*Pool, error) {
 		if err != nil {
 			return nil, err
 		}
-		h := &Host{URL: u, name: raw, scheme: u.Scheme, prefix: strings.TrimSuffix(u.Path, "/")}
+		h := &Host{URL: u, name: raw, scheme: u.Scheme, prefix: strings.TrimSuffix(u.Path, "/"), resolver: o.Resolver}
+		if h.resolver == nil {
+			h.resolver = net.DefaultResolver
+		}
 		if u.Scheme == "h2c" {
 			h.scheme = "http"
 		}
@@ -116,13 +143,14 @@ type transportKey struct {
 	dial, header, idle time.Duration
 	maxIdle            int
 	caSum              [32]byte
+	resolver           *net.Resolver
 }
 
 // NewTransports returns an empty set of shared transports.
 func NewTransports() *Transports { return &Transports{m: map[transportKey]*http.Transport{}} }
 
 func (ts *Transports) get(scheme string, o Options) (*http.Transport, error) {
-	k := transportKey{scheme: scheme, dial: o.DialTimeout, header: o.HeaderTimeout, idle: o.IdleTimeout, maxIdle: o.MaxIdle}
+	k := transportKey{scheme: scheme, dial: o.DialTimeout, header: o.HeaderTimeout, idle: o.IdleTimeout, maxIdle: o.MaxIdle, resolver: o.Resolver}
 	var roots *x509.CertPool
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
@@ -155,7 +183,7 @@ func (ts *Transports) CloseIdle() {
 }
 
 func newTransport(scheme string, o Options, roots *x509.CertPool) *http.Transport {
-	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second, Resolver: o.Resolver}
 	t := &http.Transport{
 		Proxy:                 nil, // never route upstream traffic through $HTTP_PROXY
 		DialContext:           d.DialContext,
@@ -326,11 +354,12 @@ func (p *Pool) Pick(client netip.Addr) *Host {
 // Options returns the pool's settings (timeouts, idle connections).
 func (p *Pool) Options() Options { return p.opts }
 
-// Plain reports whether every host is plain HTTP/1.1 (not h2c, not TLS)
-// at an IP literal: upstreams a server can reach on its own sockets.
+// Plain reports whether every host is plain HTTP/1.1 (not h2c, not TLS):
+// upstreams a server can reach on its own sockets, at the addresses
+// DialAddr gives.
 func (p *Pool) Plain() bool {
 	for _, h := range p.Hosts {
-		if h.URL.Scheme != "http" || !h.literal.IsValid() {
+		if h.URL.Scheme != "http" {
 			return false
 		}
 	}
@@ -344,8 +373,69 @@ func (h *Host) Name() string { return h.name }
 // trailing slash.
 func (h *Host) Prefix() string { return h.prefix }
 
-// AddrPort is the host's address when its URL names an IP literal.
-func (h *Host) AddrPort() netip.AddrPort { return h.literal }
+// DialAddr returns the address to dial: the URL's IP literal, or one of
+// the addresses the URL's name resolved to — the first that has not
+// refused a connection (DialFailed). ok is false until the name has
+// resolved; the lookup then runs in the background, and meanwhile the
+// request is for a client that resolves as it dials (net/http's).
+func (h *Host) DialAddr() (addr netip.AddrPort, ok bool) {
+	if h.literal.IsValid() {
+		return h.literal, true
+	}
+	r := h.resolved.Load()
+	if r == nil || time.Since(r.at) > resolveEvery {
+		h.refresh()
+	}
+	if r == nil || len(r.addrs) == 0 {
+		return addr, false
+	}
+	return r.addrs[int(h.first.Load())%len(r.addrs)], true
+}
+
+// DialFailed notes that addr refused a connection, so that the next dial
+// tries the name's next address, and returns how many addresses the name
+// has (1 for an IP literal).
+func (h *Host) DialFailed(addr netip.AddrPort) int {
+	r := h.resolved.Load()
+	if h.literal.IsValid() || r == nil || len(r.addrs) == 0 {
+		return 1
+	}
+	if i := h.first.Load(); r.addrs[int(i)%len(r.addrs)] == addr {
+		h.first.CompareAndSwap(i, i+1)
+	}
+	return len(r.addrs)
+}
+
+// refresh looks the host's name up again, unless a lookup is under way.
+// A failed lookup keeps the addresses there were.
+func (h *Host) refresh() {
+	if !h.resolving.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer h.resolving.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		port, _ := strconv.ParseUint(h.URL.Port(), 10, 16)
+		ips, err := h.resolver.LookupNetIP(ctx, "ip", h.URL.Hostname())
+		old := h.resolved.Load()
+		next := &resolution{at: time.Now()}
+		if err != nil || len(ips) == 0 {
+			if old != nil {
+				next.addrs = old.addrs
+			}
+			h.resolved.Store(next)
+			return
+		}
+		for _, ip := range ips {
+			next.addrs = append(next.addrs, netip.AddrPortFrom(ip.Unmap(), uint16(port)))
+		}
+		if old == nil || !slices.Equal(old.addrs, next.addrs) {
+			h.first.Store(0)
+		}
+		h.resolved.Store(next)
+	}()
+}
 
 // Begin and End count a request in flight to h (least_conn, status).
 func (h *Host) Begin() { h.inflight.Add(1) }
