@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"gatehouse/internal/journey"
@@ -100,56 +101,109 @@ func MustCompile(s string) *Template {
 // Static reports whether the template has no placeholders.
 func (t *Template) Static() bool { return t.parts == nil }
 
+// Source is what a template reads of a request. Fill reads an
+// *http.Request; the event loops, which build none, read their own.
+type Source interface {
+	Host() string
+	// ClientIP is the client's address as the journey resolved it.
+	ClientIP() netip.Addr
+	TLS() bool
+	// TLSVersion is "TLS 1.3" and so on; empty without TLS.
+	TLSVersion() string
+	Method() string
+	EscapedPath() string
+	RawQuery() string
+	Header(canonicalName string) string
+	// Journey is the request's record so far, or nil.
+	Journey() *journey.Record
+}
+
 // Fill returns the template's value for r.
 func (t *Template) Fill(r *http.Request) string {
 	if t.parts == nil {
 		return t.static
 	}
-	var b strings.Builder
+	return string(t.Append(nil, httpSource{r}))
+}
+
+// Append appends the template's value for the request src describes.
+func (t *Template) Append(b []byte, src Source) []byte {
+	if t.parts == nil {
+		return append(b, t.static...)
+	}
 	for _, p := range t.parts {
 		switch p.kind {
 		case literal:
-			b.WriteString(p.lit)
+			b = append(b, p.lit...)
 		case host:
-			b.WriteString(r.Host)
+			b = append(b, src.Host()...)
 		case clientIP:
-			if rec := journey.From(r.Context()); rec != nil && rec.Client.IsValid() {
-				b.WriteString(rec.Client.String())
-			} else if i := strings.LastIndexByte(r.RemoteAddr, ':'); i > 0 {
-				b.WriteString(strings.Trim(r.RemoteAddr[:i], "[]"))
+			if a := src.ClientIP(); a.IsValid() {
+				b = a.AppendTo(b)
 			}
 		case scheme:
-			if r.TLS != nil {
-				b.WriteString("https")
+			if src.TLS() {
+				b = append(b, "https"...)
 			} else {
-				b.WriteString("http")
+				b = append(b, "http"...)
 			}
 		case method:
-			b.WriteString(r.Method)
+			b = append(b, src.Method()...)
 		case path:
-			b.WriteString(r.URL.EscapedPath())
+			b = append(b, src.EscapedPath()...)
 		case query:
-			b.WriteString(r.URL.RawQuery)
+			b = append(b, src.RawQuery()...)
 		case uri:
-			b.WriteString(r.URL.RequestURI())
+			b = append(b, src.EscapedPath()...)
+			if q := src.RawQuery(); q != "" {
+				b = append(append(b, '?'), q...)
+			}
 		case header:
-			b.WriteString(r.Header.Get(p.arg))
+			b = append(b, src.Header(p.arg)...)
 		case route:
-			if rec := journey.From(r.Context()); rec != nil {
-				b.WriteString(rec.Route)
+			if rec := src.Journey(); rec != nil {
+				b = append(b, rec.Route...)
 			}
 		case tlsVersion:
-			if r.TLS != nil {
-				b.WriteString(tlsterm.VersionName(r.TLS.Version))
-			}
+			b = append(b, src.TLSVersion()...)
 		case journeyRec:
 			// The journey so far, as base64url JSON, for a backend that
 			// wants to show it (the demo app does).
-			if rec := journey.From(r.Context()); rec != nil {
+			if rec := src.Journey(); rec != nil {
 				j, _ := json.Marshal(rec.View())
-				b.WriteString(base64.RawURLEncoding.EncodeToString(j))
+				b = base64.RawURLEncoding.AppendEncode(b, j)
 			}
 		}
 	}
-	return b.String()
+	return b
 }
+
+// httpSource reads an *http.Request.
+type httpSource struct{ r *http.Request }
+
+func (s httpSource) Host() string { return s.r.Host }
+
+func (s httpSource) ClientIP() netip.Addr {
+	if rec := journey.From(s.r.Context()); rec != nil && rec.Client.IsValid() {
+		return rec.Client
+	}
+	if ap, err := netip.ParseAddrPort(s.r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+func (s httpSource) TLS() bool { return s.r.TLS != nil }
+
+func (s httpSource) TLSVersion() string {
+	if s.r.TLS == nil {
+		return ""
+	}
+	return tlsterm.VersionName(s.r.TLS.Version)
+}
+
+func (s httpSource) Method() string                     { return s.r.Method }
+func (s httpSource) EscapedPath() string                { return s.r.URL.EscapedPath() }
+func (s httpSource) RawQuery() string                   { return s.r.URL.RawQuery }
+func (s httpSource) Header(canonicalName string) string { return s.r.Header.Get(canonicalName) }
+func (s httpSource) Journey() *journey.Record           { return journey.From(s.r.Context()) }
