@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"os"
 	"regexp"
@@ -331,11 +332,15 @@ func (c *Config) validateRoute(errs *ErrorList, r *Route) {
 			}
 		}
 		for _, ops := range []*HeaderOps{&p.Headers, &p.ResponseHeaders} {
+			request := ops == &p.Headers
 			for k := range ops.Set {
-				c.checkHeaderName(errs, ops, k)
+				c.checkHeaderName(errs, ops, k, request)
 			}
 			for k := range ops.Add {
-				c.checkHeaderName(errs, ops, k)
+				c.checkHeaderName(errs, ops, k, request)
+			}
+			for _, k := range ops.Remove {
+				c.checkHeaderName(errs, ops, k, request)
 			}
 		}
 	}
@@ -359,13 +364,37 @@ func (c *Config) validateRoute(errs *ErrorList, r *Route) {
 	}
 }
 
-func (c *Config) checkHeaderName(errs *ErrorList, at *HeaderOps, name string) {
+func (c *Config) checkHeaderName(errs *ErrorList, at *HeaderOps, name string, request bool) {
 	for _, r := range name {
 		if r <= ' ' || r >= 0x7f || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) {
 			errs.Add(c.PosOf(at), fmt.Sprintf("header name %q is not a valid token", name))
 			return
 		}
 	}
+	if why := ProxyOwned(name, request); why != "" {
+		errs.Add(c.PosOf(at), why+"; remove the edit")
+	}
+}
+
+// ProxyOwned says why a header edit may not name this header, or "" when
+// it may: the proxy itself sets the framing and hop-by-hop headers on both
+// sides, and the upstream request's Host is chosen with host:.
+func ProxyOwned(name string, request bool) string {
+	switch canon := textproto.CanonicalMIMEHeaderKey(name); {
+	case request && canon == "Host":
+		return "the Host header is chosen with host: (original, upstream or a name), not with a header edit"
+	case proxyOwned[canon]:
+		return fmt.Sprintf("header %q cannot be edited: the proxy sets it itself (message framing, hop-by-hop)", name)
+	}
+	return ""
+}
+
+// proxyOwned are the headers the proxy sets or drops itself on both sides:
+// the message's framing and the hop-by-hop fields. An edit to one would be
+// lost, or would break the framing the other side reads.
+var proxyOwned = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true,
+	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Content-Length": true,
 }
 
 // ParsePrefix reads an address or CIDR as a prefix (an address is a /32 or

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"gatehouse/internal/config"
 )
 
 // Options change how a config is converted.
@@ -185,11 +187,19 @@ func (c *conv) common(d *Directive, sc *scope, notes *[]string, depth int) bool 
 			c.note(notes, d, false, "not carried over: %v", err)
 			break
 		}
+		if why := config.ProxyOwned(d.Args[0], false); why != "" {
+			c.note(notes, d, false, "not carried over: %s", why)
+			break
+		}
 		if !sc.respOwn {
 			sc.respAdd, sc.respOwn = nil, true
 		}
 		sc.respAdd = append(sc.respAdd, kv{d.Args[0], v, d})
 	case name == "proxy_hide_header":
+		if why := config.ProxyOwned(d.Arg(0), false); why != "" {
+			c.note(notes, d, false, "not carried over: %s", why)
+			break
+		}
 		if !sc.hideOwn {
 			sc.respRemove, sc.hideOwn = nil, true
 		}
@@ -367,6 +377,8 @@ func (c *conv) proxySetHeader(d *Directive, sc *scope, notes *[]string) {
 	case lname == "host" && !hasVar(val):
 		own()
 		sc.hostMode = val
+	case config.ProxyOwned(name, true) != "":
+		c.note(notes, d, false, "not carried over: %s", config.ProxyOwned(name, true))
 	case val == "":
 		own()
 		sc.removeHdr = append(sc.removeHdr, name)
