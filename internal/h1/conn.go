@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -99,13 +100,17 @@ type exchange struct {
 	idempotent           bool
 	plain                *proxy.Plain
 	host                 *upstream.Host
-	dialAddr             netip.AddrPort // the host's address dialled last
-	dialFails            int            // connections the host refused this request
-	upPath               string
-	up                   *upConn
-	gen                  *Gen
-	sentAt               time.Time
-	rec                  journey.Record
+	// respEdits are the response's edited fields, filled from the request
+	// while its head is at hand; editsDate says one of them is Date.
+	respEdits []byte
+	editsDate bool
+	dialAddr  netip.AddrPort // the host's address dialled last
+	dialFails int            // connections the host refused this request
+	upPath    string
+	up        *upConn
+	gen       *Gen
+	sentAt    time.Time
+	rec       journey.Record
 }
 
 type bodyMode uint8
@@ -342,6 +347,10 @@ func (c *conn) route() bool {
 	x.rec.ProxyHeaders = plain.Describe
 	x.headOff = x.inOff
 	x.buildRequest()
+	if e := plain.ResponseHeaders; e != nil {
+		x.respEdits = e.AppendFields(x.respEdits[:0], (*source)(x))
+		x.editsDate = e.Sets("Date")
+	}
 	// The buffered part of the body goes with the head.
 	x.inOff += r.size
 	take := min(r.contentLength, int64(x.inN-x.inOff))
@@ -414,9 +423,11 @@ func (x *exchange) buildRequest() {
 		out = append(out, r.host.of(b)...)
 	}
 	out = append(out, "\r\n"...)
+	edits := x.plain.Headers
 	for i := range r.fields {
 		f := &r.fields[i]
-		if f.kind == fieldHost || f.kind == fieldForwarded || r.hopByHop(b, f) {
+		if f.kind == fieldHost || f.kind == fieldForwarded || r.hopByHop(b, f) ||
+			edits != nil && edits.Drops(unsafeString(f.name.of(b))) {
 			continue
 		}
 		out = append(out, f.name.of(b)...)
@@ -424,17 +435,43 @@ func (x *exchange) buildRequest() {
 		out = append(out, f.value.of(b)...)
 		out = append(out, "\r\n"...)
 	}
-	out = append(out, "X-Forwarded-For: "...)
-	out = client.AppendTo(out)
-	out = append(out, "\r\nX-Forwarded-Host: "...)
-	out = append(out, r.host.of(b)...)
-	if x.c.tls != nil {
-		out = append(out, "\r\nX-Forwarded-Proto: https\r\nX-Real-Ip: "...)
-	} else {
-		out = append(out, "\r\nX-Forwarded-Proto: http\r\nX-Real-Ip: "...)
+	if edits == nil {
+		out = append(out, "X-Forwarded-For: "...)
+		out = client.AppendTo(out)
+		out = append(out, "\r\nX-Forwarded-Host: "...)
+		out = append(out, r.host.of(b)...)
+		if x.c.tls != nil {
+			out = append(out, "\r\nX-Forwarded-Proto: https\r\nX-Real-Ip: "...)
+		} else {
+			out = append(out, "\r\nX-Forwarded-Proto: http\r\nX-Real-Ip: "...)
+		}
+		out = client.AppendTo(out)
+		out = append(out, "\r\n\r\n"...)
+		x.uout = out
+		return
 	}
-	out = client.AppendTo(out)
-	out = append(out, "\r\n\r\n"...)
+	// With edits, each field the edge adds may be removed or replaced.
+	scheme := "http"
+	if x.c.tls != nil {
+		scheme = "https"
+	}
+	for _, f := range [...]struct{ name, value string }{
+		{"X-Forwarded-For", ""}, {"X-Forwarded-Host", unsafeString(r.host.of(b))},
+		{"X-Forwarded-Proto", scheme}, {"X-Real-Ip", ""},
+	} {
+		if edits.Drops(f.name) {
+			continue
+		}
+		out = append(append(out, f.name...), ": "...)
+		if f.value == "" {
+			out = client.AppendTo(out)
+		} else {
+			out = append(out, f.value...)
+		}
+		out = append(out, "\r\n"...)
+	}
+	out = edits.AppendFields(out, (*source)(x))
+	out = append(out, "\r\n"...)
 	x.uout = out
 }
 
@@ -667,10 +704,21 @@ func (x *exchange) startResponse() bool {
 // Connection: close when the connection ends after it.
 func (x *exchange) appendHead(out, b []byte, final bool) []byte {
 	r := &x.resp
+	var edits *proxy.HeaderOps
+	if final {
+		edits = x.plain.ResponseHeaders
+	}
 	out = append(out, statusLine(r.status)...)
+	hasDate := r.hasDate
 	for i := range r.fields {
 		f := &r.fields[i]
 		if r.hopByHop(b, f) || f.kind == fieldContentLength && r.chunked {
+			continue
+		}
+		if edits != nil && edits.Drops(unsafeString(f.name.of(b))) {
+			if f.kind == fieldDate {
+				hasDate = false
+			}
 			continue
 		}
 		out = append(out, f.name.of(b)...)
@@ -679,7 +727,12 @@ func (x *exchange) appendHead(out, b []byte, final bool) []byte {
 		out = append(out, "\r\n"...)
 	}
 	if final {
-		if !r.hasDate {
+		if edits != nil {
+			// Filled when the request came: its head is gone by now.
+			out = append(out, x.respEdits...)
+			hasDate = hasDate || x.editsDate
+		}
+		if !hasDate {
 			out = append(out, x.c.l.dateLine()...)
 		}
 		if x.closeAfter {
@@ -1142,3 +1195,36 @@ func methodString(m []byte) string {
 
 // unsafeString views b as a string for a lookup that does not keep it.
 func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// source is an exchange as header edits read it: the request as the
+// client sent it, with the path the route hands on (placeholder.Source).
+type source exchange
+
+func (s *source) Host() string         { return s.c.lastHost }
+func (s *source) ClientIP() netip.Addr { return s.c.peer.Addr() }
+func (s *source) TLS() bool            { return s.c.tls != nil }
+func (s *source) TLSVersion() string   { return s.c.tlsInfo.version }
+func (s *source) Method() string       { return s.rec.Method }
+func (s *source) EscapedPath() string  { return s.upPath }
+
+func (s *source) RawQuery() string {
+	r := &s.req
+	q := s.in[s.headOff:s.inN][r.path.end:r.target.end]
+	if len(q) > 0 {
+		q = q[1:] // the '?'
+	}
+	return unsafeString(q)
+}
+
+func (s *source) Header(name string) string {
+	b := s.in[s.headOff:s.inN]
+	for i := range s.req.fields {
+		// Host is not among net/http's header fields either.
+		if f := &s.req.fields[i]; f.kind != fieldHost && strings.EqualFold(unsafeString(f.name.of(b)), name) {
+			return unsafeString(f.value.of(b))
+		}
+	}
+	return ""
+}
+
+func (s *source) Journey() *journey.Record { return &s.rec }

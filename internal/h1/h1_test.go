@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ import (
 	"gatehouse/internal/clientip"
 	"gatehouse/internal/config"
 	"gatehouse/internal/journey"
+	"gatehouse/internal/placeholder"
 	"gatehouse/internal/proxy"
 	"gatehouse/internal/route"
 	"gatehouse/internal/static"
@@ -54,6 +56,8 @@ type rigOptions struct {
 	readHeader    time.Duration
 	idle          time.Duration
 	resolver      *net.Resolver
+	proxy         proxy.Options // the proxy route's options (header edits)
+	full          bool          // every request to the full server
 }
 
 func newRig(t *testing.T, backend http.Handler, o rigOptions) *rig {
@@ -71,7 +75,9 @@ func newRig(t *testing.T, backend http.Handler, o rigOptions) *rig {
 		t.Fatal(err)
 	}
 	ips := clientip.New(nil)
-	ph := proxy.New(pool, proxy.Options{ClientIP: ips, Log: log})
+	po := o.proxy
+	po.ClientIP, po.Log = ips, log
+	ph := proxy.New(pool, po)
 	full := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("X-Served-By", "full")
 		io.WriteString(w, "full server\n")
@@ -110,6 +116,9 @@ func newRig(t *testing.T, backend http.Handler, o rigOptions) *rig {
 		r.mu.Unlock()
 	}}
 	gen := &Gen{Table: table, Finish: mw.Finish}
+	if o.full {
+		gen.Full = func() bool { return true }
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -1016,5 +1025,83 @@ func dnsOnLoopback(t *testing.T) (*net.Resolver, func(...string)) {
 		mu.Lock()
 		addrs = a
 		mu.Unlock()
+	}
+}
+
+// Header edits on the loop write what net/http's reverse proxy writes: the
+// same request reaches the backend, the same response the client, whether
+// the loop or the full server answers.
+func TestHeaderEditsAsTheFullServer(t *testing.T) {
+	edits := proxy.Options{
+		Headers: proxy.HeaderOps{
+			Set: []proxy.Header{
+				{Name: "X-Tenant", Value: placeholder.MustCompile("{host}|{path}|{query}|{scheme}")},
+				{Name: "X-Forwarded-Host", Value: placeholder.MustCompile("edited.example")},
+				{Name: "X-Who", Value: placeholder.MustCompile("{client_ip} {method} {uri} {header.x-team}{header.host}")},
+			},
+			Add:    []proxy.Header{{Name: "X-Custom", Value: placeholder.MustCompile("added")}},
+			Remove: []string{"Cookie", "X-Real-Ip"},
+		},
+		ResponseHeaders: proxy.HeaderOps{
+			Set:    []proxy.Header{{Name: "Strict-Transport-Security", Value: placeholder.MustCompile("max-age=60")}, {Name: "Cache-Control", Value: placeholder.MustCompile("private, {method}")}},
+			Add:    []proxy.Header{{Name: "X-Route", Value: placeholder.MustCompile("{route}")}},
+			Remove: []string{"X-Backend-Secret", "Date"},
+		},
+	}
+	backend := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var names []string
+		for k := range r.Header {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		h := w.Header()
+		h.Set("X-Backend-Secret", "s3cret")
+		h.Set("Cache-Control", "public")
+		h.Add("X-Custom", "from the backend")
+		fmt.Fprintf(w, "%s %s host=%s\n", r.Method, r.RequestURI, r.Host)
+		for _, k := range names {
+			fmt.Fprintf(w, "%s: %q\n", k, r.Header[k])
+		}
+	})
+	req := "GET /strip/a/b?x=1&y=2 HTTP/1.1\r\nHost: app.test\r\nCookie: c=1\r\nX-Team: blue\r\nX-Custom: from the client\r\nX-Real-IP: 6.6.6.6\r\nAccept: */*\r\n\r\n"
+	answers := map[bool]string{}
+	for _, full := range []bool{false, true} {
+		r := newRig(t, backend, rigOptions{proxy: edits, full: full})
+		resp, body := r.dial(t).roundTrip(req)
+		if resp.StatusCode != 200 {
+			t.Fatalf("full=%v: %d %s", full, resp.StatusCode, body)
+		}
+		if served, _ := r.eng.Counts(); (served == 1) == full {
+			t.Fatalf("full=%v: served on the loop %d", full, served)
+		}
+		if resp.Header.Get("Date") == "" {
+			t.Errorf("full=%v: no Date", full)
+		}
+		resp.Header.Del("Date")
+		var names []string
+		for k := range resp.Header {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		var b strings.Builder
+		for _, k := range names {
+			fmt.Fprintf(&b, "%s: %q\n", k, resp.Header[k])
+		}
+		answers[full] = b.String() + "\n" + body
+	}
+	if answers[false] != answers[true] {
+		t.Fatalf("the loop:\n%s\nnet/http:\n%s", answers[false], answers[true])
+	}
+	for _, want := range []string{`X-Tenant: ["app.test|/a/b|x=1&y=2|http"]`, `X-Forwarded-Host: ["edited.example"]`,
+		`X-Who: ["127.0.0.1 GET /a/b?x=1&y=2 blue"]`, `X-Custom: ["from the client" "added"]`, `Strict-Transport-Security: ["max-age=60"]`,
+		`Cache-Control: ["private, GET"]`, `X-Route: ["/strip"]`} {
+		if !strings.Contains(answers[false], want) {
+			t.Errorf("missing %s in\n%s", want, answers[false])
+		}
+	}
+	for _, gone := range []string{"Cookie", "X-Real-Ip", "S3cret", "s3cret"} {
+		if strings.Contains(answers[false], gone) {
+			t.Errorf("%s was not removed:\n%s", gone, answers[false])
+		}
 	}
 }

@@ -37,11 +37,57 @@ const (
 	HostLiteral
 )
 
-// HeaderOps are compiled header edits.
+// HeaderOps are compiled header edits: Remove first, then Set (which
+// replaces), then Add. Values are filled from the client's request, for
+// the response's edits too.
 type HeaderOps struct {
 	Set    []Header
 	Add    []Header
-	Remove []string
+	Remove []string // canonical names
+}
+
+func (o *HeaderOps) any() bool { return len(o.Set)+len(o.Add)+len(o.Remove) > 0 }
+
+// Drops reports whether the edits remove or replace the field name (any
+// case).
+func (o *HeaderOps) Drops(name string) bool {
+	for _, n := range o.Remove {
+		if strings.EqualFold(name, n) {
+			return true
+		}
+	}
+	for _, s := range o.Set {
+		if strings.EqualFold(name, s.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// Sets reports whether Set or Add writes the field name (any case).
+func (o *HeaderOps) Sets(name string) bool {
+	for _, list := range [2][]Header{o.Set, o.Add} {
+		for _, h := range list {
+			if strings.EqualFold(name, h.Name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// AppendFields appends the fields Set and Add write, filled from src, as
+// wire lines ("Name: value\r\n").
+func (o *HeaderOps) AppendFields(b []byte, src placeholder.Source) []byte {
+	for _, list := range [2][]Header{o.Set, o.Add} {
+		for _, h := range list {
+			b = append(b, h.Name...)
+			b = append(b, ": "...)
+			b = h.Value.Append(b, src)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return b
 }
 
 // Header is a header name with a compiled value.
@@ -85,7 +131,7 @@ func New(pool *upstream.Pool, o Options) *Handler {
 		ErrorHandler: h.fail,
 		ErrorLog:     slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
 	}
-	if len(o.ResponseHeaders.Set)+len(o.ResponseHeaders.Add)+len(o.ResponseHeaders.Remove) > 0 {
+	if o.ResponseHeaders.any() {
 		h.rp.ModifyResponse = h.modifyResponse
 	}
 	if o.ThirdParty.DropSetCookie {
@@ -139,7 +185,14 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	}
 	h.thirdPartyRequest(out)
 	applyHeaders(out.Header, h.opts.Headers, in)
+	if h.opts.ResponseHeaders.any() {
+		// Response edits are filled from the client's request, which
+		// the response only knows through its context.
+		pr.Out = out.WithContext(context.WithValue(out.Context(), inboundKey{}, in))
+	}
 }
+
+type inboundKey struct{}
 
 func describe(o Options) string {
 	var b strings.Builder
@@ -166,7 +219,11 @@ func describe(o Options) string {
 }
 
 func (h *Handler) modifyResponse(resp *http.Response) error {
-	applyHeaders(resp.Header, h.opts.ResponseHeaders, resp.Request)
+	in, ok := resp.Request.Context().Value(inboundKey{}).(*http.Request)
+	if !ok {
+		in = resp.Request
+	}
+	applyHeaders(resp.Header, h.opts.ResponseHeaders, in)
 	return nil
 }
 
@@ -224,9 +281,9 @@ var (
 )
 
 // Plain describes a handler whose requests a server may send itself over
-// HTTP/1.1, without building an http.Request: the default headers only
-// (Host, X-Real-IP, X-Forwarded-*), no header edits, no third-party
-// handling, plain-HTTP upstreams at IP literals.
+// HTTP/1.1, without building an http.Request: the default headers (Host,
+// X-Real-IP, X-Forwarded-*) and the route's header edits, no third-party
+// handling, plain-HTTP upstreams.
 type Plain struct {
 	Handler  *Handler
 	Pool     *upstream.Pool
@@ -237,6 +294,9 @@ type Plain struct {
 	HostUpstream bool
 	// Describe is the journey's note of what the upstream request carries.
 	Describe string
+	// Headers and ResponseHeaders are the route's edits, applied after
+	// the default headers.
+	Headers, ResponseHeaders *HeaderOps
 }
 
 // Plain returns the handler's plain description, or nil when its requests
@@ -245,12 +305,16 @@ func (h *Handler) Plain() *Plain { return h.plain }
 
 func (h *Handler) plainOf() *Plain {
 	o := &h.opts
-	if len(o.Headers.Set)+len(o.Headers.Add)+len(o.Headers.Remove) > 0 ||
-		len(o.ResponseHeaders.Set)+len(o.ResponseHeaders.Add)+len(o.ResponseHeaders.Remove) > 0 ||
-		o.ThirdParty != (ThirdParty{}) || !h.pool.Plain() {
+	if o.ThirdParty != (ThirdParty{}) || !h.pool.Plain() {
 		return nil
 	}
 	p := &Plain{Handler: h, Pool: h.pool, ClientIP: o.ClientIP, Describe: h.describe}
+	if o.Headers.any() {
+		p.Headers = &o.Headers
+	}
+	if o.ResponseHeaders.any() {
+		p.ResponseHeaders = &o.ResponseHeaders
+	}
 	switch o.Host {
 	case HostUpstream:
 		p.HostUpstream = true
