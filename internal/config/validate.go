@@ -2,12 +2,14 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"net/textproto"
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -333,11 +335,14 @@ func (c *Config) validateRoute(errs *ErrorList, r *Route) {
 		}
 		for _, ops := range []*HeaderOps{&p.Headers, &p.ResponseHeaders} {
 			request := ops == &p.Headers
-			for k := range ops.Set {
-				c.checkHeaderName(errs, ops, k, request)
-			}
-			for k := range ops.Add {
-				c.checkHeaderName(errs, ops, k, request)
+			for _, m := range []map[string]string{ops.Set, ops.Add} {
+				for _, k := range slices.Sorted(maps.Keys(m)) { // errors in a stable order
+					v := m[k]
+					c.checkHeaderName(errs, ops, k, request)
+					if strings.ContainsFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+						errs.Add(c.PosOf(ops), fmt.Sprintf("the value for header %q has a line break or control character: a header value is one line of text", k))
+					}
+				}
 			}
 			for _, k := range ops.Remove {
 				c.checkHeaderName(errs, ops, k, request)
