@@ -90,6 +90,7 @@ type exchange struct {
 	respLeft            int64
 	chunks              chunkScanner
 	upEOF               bool
+	bodyCut             bool // the upstream stopped taking the request body
 	// file is a static file being sent after the head: fileLeft bytes
 	// from fileOff.
 	file                 *os.File
@@ -157,7 +158,7 @@ func (x *exchange) next() {
 	x.upEOF, x.reusable, x.closeAfter, x.headOnly, x.replayable, x.idempotent = false, false, false, false, false, false
 	x.uout, x.cout, x.upPend, x.cPend = x.uout[:0], x.cout[:0], nil, nil
 	x.upPath = ""
-	x.dialFails = 0
+	x.dialFails, x.bodyCut = 0, false
 	x.rec = journey.Record{}
 }
 
@@ -528,42 +529,61 @@ func (x *exchange) attach(u *upConn) {
 }
 
 // send writes the request upstream, streaming a body the client is still
-// sending. An upstream that answers (or closes) before it has the whole
-// request is heard at once: its early answer — a 413, a 401 — goes to the
-// client, as net/http's Transport relays it.
+// sending, until it has all gone or the upstream starts answering. An
+// answer that comes before the whole body (a 413, a 401, or a response
+// streamed while the body is read) is heard at once, and the body goes on
+// being forwarded while it is relayed — full duplex, as net/http's
+// Transport does it — until the upstream stops taking it.
 func (x *exchange) send() bool {
-	c, u := x.c, x.up
-	for len(x.upPend) > 0 {
-		if u.readable {
-			return x.awaitAnswer()
-		}
-		if !u.writable {
-			return false
-		}
-		n, err := sockWrite(u.fd, x.upPend)
-		switch {
-		case n > 0:
-			x.upPend = x.upPend[n:]
-			if len(x.upPend) > 0 {
-				u.writable = false
-			}
-			c.deadline = c.l.now + int64(c.l.e.opts.IdleTimeout)
-		case err == unix.EAGAIN:
-			u.writable = false
-			return false
-		case err == unix.EINTR:
-		default:
-			// The upstream may have answered before it closed: read first.
-			u.readable = true
-			return x.awaitAnswer()
-		}
+	if !x.pump() {
+		return false // the client left
 	}
-	if x.bodyLeft > 0 {
-		if u.readable {
-			return x.awaitAnswer()
+	if x.sending() && !x.up.readable {
+		return false
+	}
+	return x.awaitAnswer()
+}
+
+// sending reports whether part of the request is still to go upstream.
+func (x *exchange) sending() bool {
+	return !x.bodyCut && (len(x.upPend) > 0 || x.bodyLeft > 0)
+}
+
+// pump moves the request body from the client to the upstream as far as
+// both sockets allow. It returns false when the client left in the middle
+// of its body (the connection is aborted). An upstream that stops taking
+// the body ends the pumping (bodyCut); what it answered is read next.
+func (x *exchange) pump() bool {
+	c, u := x.c, x.up
+	for x.sending() {
+		if len(x.upPend) > 0 {
+			if !u.writable {
+				return true
+			}
+			n, err := sockWrite(u.fd, x.upPend)
+			switch {
+			case n > 0:
+				x.upPend = x.upPend[n:]
+				if len(x.upPend) > 0 {
+					u.writable = false
+				}
+				if c.phase != phWait { // the header timeout runs on
+					c.deadline = c.l.now + int64(c.l.e.opts.IdleTimeout)
+				}
+			case err == unix.EAGAIN:
+				u.writable = false
+				return true
+			case err == unix.EINTR:
+			default:
+				// The upstream stopped reading; it may have answered
+				// before it did, so that is read next.
+				x.bodyCut = true
+				u.readable = true
+			}
+			continue
 		}
 		if !c.canRead() {
-			return false
+			return true
 		}
 		// Everything buffered was body, so the buffer is free.
 		n, err := c.readClient(x.in)
@@ -573,23 +593,22 @@ func (x *exchange) send() bool {
 			x.upPend = x.in[:take]
 			x.inOff, x.inN = take, n // anything after is the next request
 			x.bodyLeft -= int64(take)
-			return true
 		case err == unix.EAGAIN:
-			return false
-		case err == unix.EINTR:
 			return true
+		case err == unix.EINTR:
+		default:
+			c.abort() // the client left in the middle of its body
+			return false
 		}
-		c.abort() // the client left in the middle of its body
-		return false
 	}
-	return x.awaitAnswer()
+	return true
 }
 
 // awaitAnswer moves to reading the response head, under the header
-// timeout. When the request was not sent whole (an early answer), neither
-// connection can go on after the answer: the client's body is not read to
-// its end, and the upstream did not get it. startResponse and
-// upstreamFailed see to both.
+// timeout. When the request was not sent whole (an early answer), the
+// upstream connection is not reused after it, and the client's is closed
+// when its body had not all come when the answer began (startResponse,
+// finish and upstreamFailed see to both).
 func (x *exchange) awaitAnswer() bool {
 	c := x.c
 	x.sentAt = time.Now()
@@ -605,6 +624,9 @@ func (x *exchange) awaitAnswer() bool {
 // waitHead reads the response head; interim (1xx) heads are passed on.
 func (x *exchange) waitHead() bool {
 	u := x.up
+	if x.sending() && !x.pump() {
+		return false
+	}
 	for {
 		if x.rN > x.rOff {
 			err := parseResponse(x.rbuf[x.rOff:x.rN], &x.resp)
@@ -675,9 +697,9 @@ func (x *exchange) startResponse() bool {
 		x.mode = bodyEOF
 		x.closeAfter = true // the only way the client can tell the end
 	}
-	x.reusable = !r.close && x.mode != bodyEOF && len(x.upPend) == 0 && x.bodyLeft == 0
+	x.reusable = !r.close && x.mode != bodyEOF
 	if x.bodyLeft > 0 || c.l.e.draining.Load() {
-		x.closeAfter = true // an early answer leaves the rest of the body unread
+		x.closeAfter = true // the body may not all come before the answer ends
 	}
 	b := x.rbuf[x.rOff:x.rN]
 	x.cout = x.appendHead(x.cout, b, true)
@@ -774,6 +796,9 @@ func (x *exchange) bodyDone() bool {
 func (x *exchange) relay() bool {
 	c := x.c
 	for {
+		if x.sending() && !x.pump() {
+			return false
+		}
 		for len(x.cPend) > 0 {
 			n, err := c.writeClient(x.cPend)
 			switch {
@@ -888,7 +913,7 @@ func (x *exchange) sendFile() bool {
 // request or closed.
 func (x *exchange) finish() bool {
 	c := x.c
-	x.releaseUpstream(x.reusable)
+	x.releaseUpstream(x.reusable && !x.bodyCut && len(x.upPend) == 0 && x.bodyLeft == 0)
 	x.rec.Status = x.resp.status
 	x.record()
 	c.served++
@@ -947,7 +972,7 @@ func (x *exchange) upstreamFailed(err error) bool {
 			x.buildRequest()
 			x.uout = append(x.uout, x.in[x.headOff+x.req.size:x.inOff]...)
 		}
-		x.rOff, x.rN = 0, 0
+		x.rOff, x.rN, x.bodyCut = 0, 0, false
 		c.phase = phConnect
 		return true
 	}

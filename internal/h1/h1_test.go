@@ -1105,3 +1105,82 @@ func TestHeaderEditsAsTheFullServer(t *testing.T) {
 		}
 	}
 }
+
+// An upstream that answers while it reads the body (here: echoes it as it
+// comes) gets the whole body while its answer is relayed, as net/http's
+// Transport sends it: neither side waits for the other to finish.
+func TestFullDuplexUpstream(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				io.WriteString(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+				buf := make([]byte, 16<<10)
+				for {
+					n, err := req.Body.Read(buf)
+					if n > 0 {
+						fmt.Fprintf(conn, "%x\r\n%s\r\n", n, buf[:n])
+					}
+					if err != nil {
+						break
+					}
+				}
+				io.WriteString(conn, "0\r\n\r\n")
+			}()
+		}
+	}()
+	r := newRig(t, http.NotFoundHandler(), rigOptions{upstreams: []string{"http://" + ln.Addr().String()}})
+	c := r.dial(t)
+	body := bytes.Repeat([]byte("0123456789abcdef"), 256<<10) // 4 MiB: more than the sockets hold
+	c.send("POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n")
+	sent := make(chan error, 1)
+	go func() {
+		for off := 0; off < len(body); off += 64 << 10 {
+			if _, err := c.c.Write(body[off : off+64<<10]); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: "POST"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotB, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the echo after %d bytes: %v; %+v", len(gotB), err, r.records())
+	}
+	got := string(gotB)
+	if err := <-sent; err != nil {
+		t.Fatalf("sending: %v", err)
+	}
+	if resp.StatusCode != 200 || got != string(body) {
+		t.Fatalf("%d, %d bytes echoed of %d: %+v %s", resp.StatusCode, len(got), len(body), r.records(), r.logs)
+	}
+	// The answer began before the body had all come, so it said the
+	// connection would close, and it did.
+	if !resp.Close {
+		t.Error("no Connection: close on an answer that began before the body ended")
+	}
+	if n, err := c.br.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("after the answer: %d %v", n, err)
+	}
+	if recs := r.waitRecords(t, 1); recs[0].Status != 200 || recs[0].Bytes != int64(len(body)) {
+		t.Fatalf("record: %+v", recs[0])
+	}
+}
