@@ -485,7 +485,8 @@ func (x *exchange) connect() bool {
 		x.rec.Upstream = x.host.Name()
 		x.rec.Tries++
 		if !ok {
-			return x.upstreamFailed(dialError(addr, errNotResolved))
+			// Not a refusal: the host is not marked down for it.
+			return x.upstreamFailed(errNotResolved)
 		}
 		if u := c.l.takeIdle(addr); u != nil {
 			x.attach(u)
@@ -498,10 +499,17 @@ func (x *exchange) connect() bool {
 		u.x = x
 		x.up = u
 		x.host.Begin()
-		c.deadline = c.l.now + int64(x.plain.Pool.Options().DialTimeout)
-		if x.plain.Pool.Options().DialTimeout <= 0 {
-			c.deadline = c.l.now + int64(10*time.Second)
+		d := x.plain.Pool.Options().DialTimeout
+		if d <= 0 {
+			d = 10 * time.Second
 		}
+		if x.dialFails+1 < x.host.Addrs() {
+			// Another address is left: one that does not answer soon is
+			// given up for it, as net/http's dialer falls back after
+			// 300 ms.
+			d = min(d, addrFallback)
+		}
+		c.deadline = c.l.now + int64(d)
 	}
 	u := x.up
 	if !u.writable && !u.readable {
@@ -674,6 +682,10 @@ func (x *exchange) waitHead() bool {
 		}
 	}
 }
+
+// addrFallback is how long a connection to one of a name's addresses may
+// take before the next address is tried.
+const addrFallback = 300 * time.Millisecond
 
 var (
 	errUpstreamClosed = errors.New("the upstream closed the connection before answering")
@@ -871,7 +883,9 @@ func (x *exchange) sendFile() bool {
 		if !c.writable {
 			return false
 		}
-		n, err := sockSendfile(c.fd, int(x.file.Fd()), &x.fileOff, int(min(x.fileLeft, 1<<20)))
+		// With the runtime's bookkeeping: a file not in the page cache is
+		// read from disk meanwhile, and the processor must not be held.
+		n, err := unix.Sendfile(c.fd, int(x.file.Fd()), &x.fileOff, int(min(x.fileLeft, 1<<20)))
 		switch {
 		case n > 0:
 			x.fileLeft -= int64(n)
@@ -962,9 +976,14 @@ func (x *exchange) upstreamFailed(err error) bool {
 			x.host.MarkDown()
 		}
 	}
-	retry := x.replayable && x.rec.Tries < 3 &&
-		(nextAddr || dial && x.rec.Tries < len(x.plain.Pool.Hosts) || // another address, another host
-			reused && x.idempotent && x.rN == 0 && !errors.Is(err, os.ErrDeadlineExceeded)) // a pooled connection the upstream had closed
+	// A failed dial sent nothing: the request goes to another address or
+	// host whatever its body (what came with the head is still in x.in,
+	// the rest still in the client's socket). A pooled connection the
+	// upstream had closed may have taken part of it: only a request held
+	// whole goes again.
+	retry := x.rec.Tries < 3 &&
+		(nextAddr || dial && x.rec.Tries < len(x.plain.Pool.Hosts) ||
+			x.replayable && reused && x.idempotent && x.rN == 0 && !errors.Is(err, os.ErrDeadlineExceeded))
 	if retry {
 		if dial && !nextAddr {
 			x.dialFails = 0
@@ -977,6 +996,9 @@ func (x *exchange) upstreamFailed(err error) bool {
 		return true
 	}
 	status, body := x.plain.Handler.Failed(&x.rec, x.rec.Method, x.rec.Host, x.rec.Path, &upstream.Error{Upstream: x.host.Name(), Err: err})
+	// Nothing more goes upstream (upPend may point into uout, rewritten
+	// below); the rest of the body is dropped by the lingering close.
+	x.upPend, x.bodyCut = nil, true
 	if x.bodyLeft > 0 {
 		x.closeAfter = true // the rest of the body would be taken for a request
 	}
@@ -1024,11 +1046,14 @@ func (c *conn) tick(draining bool) {
 // make the kernel answer the unread bytes with a reset, and a reset
 // destroys the answer before the client reads it.
 func (c *conn) linger() {
+	flushed := true
 	if c.tls != nil {
 		c.tls.CloseWrite()
-		c.flushTLS()
+		flushed = c.flushTLS()
 	}
-	unix.Shutdown(c.fd, unix.SHUT_WR)
+	if flushed { // else the close_notify waits in the buffer; close sends a FIN
+		unix.Shutdown(c.fd, unix.SHUT_WR)
+	}
 	if x := c.x; x != nil {
 		x.releaseUpstream(false)
 		c.l.putExchange(x)
@@ -1040,14 +1065,18 @@ func (c *conn) linger() {
 	c.drain()
 }
 
-// drain reads and drops what a lingering client sends.
+// drain reads and drops what a lingering client sends, up to a megabyte
+// per turn so that a fast sender does not hold the loop.
 func (c *conn) drain() bool {
 	buf := c.l.getBuf()
 	defer c.l.putBuf(buf)
-	for c.readable {
+	for budget := 1 << 20; c.readable && budget > 0; budget -= len(buf) {
 		n, err := sockRead(c.fd, buf)
 		switch {
 		case n > 0:
+			if n < len(buf) && !c.rdhup {
+				c.readable = false // drained: the next data brings a new edge
+			}
 		case err == unix.EAGAIN:
 			c.readable = false
 		case err == unix.EINTR:

@@ -1049,6 +1049,11 @@ func TestHeaderEditsAsTheFullServer(t *testing.T) {
 		},
 	}
 	backend := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/nct" {
+			w.Header()["Content-Type"] = nil // an answer without a type
+			io.WriteString(w, "<html><p>no type</p></html>")
+			return
+		}
 		var names []string
 		for k := range r.Header {
 			names = append(names, k)
@@ -1067,11 +1072,15 @@ func TestHeaderEditsAsTheFullServer(t *testing.T) {
 	answers := map[bool]string{}
 	for _, full := range []bool{false, true} {
 		r := newRig(t, backend, rigOptions{proxy: edits, full: full})
-		resp, body := r.dial(t).roundTrip(req)
+		c := r.dial(t)
+		if resp, _ := c.roundTrip("GET /strip/nct HTTP/1.1\r\nHost: app.test\r\n\r\n"); resp.Header["Content-Type"] != nil {
+			t.Errorf("full=%v: a type was added: %q", full, resp.Header["Content-Type"])
+		}
+		resp, body := c.roundTrip(req)
 		if resp.StatusCode != 200 {
 			t.Fatalf("full=%v: %d %s", full, resp.StatusCode, body)
 		}
-		if served, _ := r.eng.Counts(); (served == 1) == full {
+		if served, _ := r.eng.Counts(); (served == 2) == full {
 			t.Fatalf("full=%v: served on the loop %d", full, served)
 		}
 		if resp.Header.Get("Date") == "" {
@@ -1172,15 +1181,122 @@ func TestFullDuplexUpstream(t *testing.T) {
 	if resp.StatusCode != 200 || got != string(body) {
 		t.Fatalf("%d, %d bytes echoed of %d: %+v %s", resp.StatusCode, len(got), len(body), r.records(), r.logs)
 	}
-	// The answer began before the body had all come, so it said the
-	// connection would close, and it did.
-	if !resp.Close {
-		t.Error("no Connection: close on an answer that began before the body ended")
+	// An answer that began before the body had all come says the
+	// connection will close, and it does; one that began after it (the
+	// loop read the body faster than the upstream answered) goes on.
+	if resp.Close {
+		if n, err := c.br.Read(make([]byte, 1)); n != 0 || err == nil {
+			t.Fatalf("after the answer: %d %v", n, err)
+		}
+	} else if resp, _ := c.roundTrip("GET /after HTTP/1.1\r\nHost: app.test\r\n\r\n"); resp.StatusCode != 200 {
+		t.Fatalf("after: %d", resp.StatusCode)
 	}
-	if n, err := c.br.Read(make([]byte, 1)); n != 0 || err == nil {
-		t.Fatalf("after the answer: %d %v", n, err)
-	}
-	if recs := r.waitRecords(t, 1); recs[0].Status != 200 || recs[0].Bytes != int64(len(body)) {
+	if recs := r.records(); recs[0].Status != 200 || recs[0].Bytes != int64(len(body)) {
 		t.Fatalf("record: %+v", recs[0])
+	}
+}
+
+// An upstream that fails while the client is still sending its body gets
+// the client a 502 and a closed connection, whatever the failure: nothing
+// more is sent upstream, and the loop goes on serving.
+func TestUpstreamFailsDuringUpload(t *testing.T) {
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	cutter, err := net.Listen("tcp", "127.0.0.1:0") // reads a little of the body, then hangs up
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cutter.Close()
+	go func() {
+		for {
+			conn, err := cutter.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+				io.ReadFull(conn, make([]byte, 100<<10))
+				conn.Close()
+			}()
+		}
+	}()
+	big := bytes.Repeat([]byte("u"), 4<<20)
+	for name, up := range map[string]string{"refused": deadAddr, "hung up": cutter.Addr().String()} {
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t, http.HandlerFunc(echo), rigOptions{upstreams: []string{"http://" + up}})
+			c := r.dial(t)
+			c.send("POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: " + strconv.Itoa(len(big)) + "\r\n\r\n")
+			go c.c.Write(big)
+			c.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			resp, err := http.ReadResponse(c.br, &http.Request{Method: "POST"})
+			if err != nil {
+				t.Fatalf("%v; records %+v; log %s", err, r.records(), r.logs)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			body := string(b)
+			if resp.StatusCode != 502 || body != "502 Bad Gateway\n" || !resp.Close {
+				t.Fatalf("%d %q close=%v", resp.StatusCode, body, resp.Close)
+			}
+			// The loop is alive and serves the next client.
+			r2 := r.dial(t)
+			r2.send("GET /y HTTP/1.1\r\nHost: app.test\r\n\r\n")
+			if resp, _ := r2.read("GET"); resp.StatusCode != 502 {
+				t.Fatalf("next client: %d", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// A body that has not all come when the connection is made goes to the
+// name's next address too when the first refuses.
+func TestUploadToNameFailsOver(t *testing.T) {
+	resolver, setAddrs := dnsOnLoopback(t)
+	setAddrs("127.0.0.1", "127.0.0.2")
+	ips, err := resolver.LookupNetIP(context.Background(), "ip4", "backend.test")
+	if err != nil || len(ips) != 2 {
+		t.Fatalf("lookup: %v %v", ips, err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(ips[0].String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(echo)}}
+	backend.Start()
+	defer backend.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	r := newRig(t, http.NotFoundHandler(), rigOptions{upstreams: []string{"http://backend.test:" + port}, resolver: resolver})
+	for i := 0; ; i++ { // until the name has resolved for the loop
+		if resp, _ := r.dial(t).roundTrip("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n"); resp.StatusCode != 200 {
+			t.Fatalf("warming up: %d", resp.StatusCode)
+		}
+		if served, _ := r.eng.Counts(); served > 0 {
+			break
+		}
+		if i > 200 {
+			t.Fatal("the name never resolved for the loop")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The backend moves to the name's other address: the first refuses now.
+	backend.Close()
+	time.Sleep(50 * time.Millisecond) // the loop sees its pooled connections to it close
+	ln2, err := net.Listen("tcp", net.JoinHostPort(ips[1].String(), port))
+	if err != nil {
+		t.Skipf("port %s on %v is taken: %v", port, ips[1], err)
+	}
+	moved := &httptest.Server{Listener: ln2, Config: &http.Server{Handler: http.HandlerFunc(echo)}}
+	moved.Start()
+	defer moved.Close()
+	big := bytes.Repeat([]byte("b"), 1<<20)
+	c := r.dial(t)
+	c.send("POST /up HTTP/1.1\r\nHost: app.test\r\nContent-Length: " + strconv.Itoa(len(big)) + "\r\n\r\n")
+	go c.c.Write(big)
+	resp, _ := c.read("POST")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Body-Len") != strconv.Itoa(len(big)) {
+		t.Fatalf("%d, body %s of %d", resp.StatusCode, resp.Header.Get("X-Body-Len"), len(big))
+	}
+	if recs := r.records(); recs[len(recs)-1].Tries != 2 {
+		t.Fatalf("the upload took %d tries, want 2 (refused, then the next address)", recs[len(recs)-1].Tries)
 	}
 }

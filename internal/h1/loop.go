@@ -225,15 +225,6 @@ func sockWriteMore(fd int, p []byte) (int, error) {
 	return rawResult(unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), unix.MSG_MORE, 0, 0))
 }
 
-// sockSendfile sends count bytes of the file in from *off, as
-// unix.Sendfile does. It too skips the bookkeeping: sendfile to a
-// non-blocking socket returns as soon as the socket's buffer is full, and a
-// file not yet in the page cache holds the loop while it is read, as it
-// holds an nginx worker.
-func sockSendfile(out, in int, off *int64, count int) (int, error) {
-	return rawResult(unix.RawSyscall6(unix.SYS_SENDFILE, uintptr(out), uintptr(in), uintptr(unsafe.Pointer(off)), uintptr(count), 0, 0))
-}
-
 func rawIO(trap uintptr, fd int, p []byte) (int, error) {
 	return rawResult(unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p))))
 }
@@ -316,8 +307,12 @@ func (l *loop) scan() {
 func (l *loop) shutdown() {
 	l.mu.Lock()
 	l.stopped = true
+	q := l.queue
+	l.queue = nil
 	l.mu.Unlock()
-	l.adoptQueued()
+	for _, c := range q {
+		c.closeUnqueued(l.e) // never served: no request is begun only to be cut off
+	}
 	for len(l.conns) > 0 {
 		l.conns[len(l.conns)-1].abort()
 	}

@@ -142,6 +142,9 @@ func New(pool *upstream.Pool, o Options) *Handler {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// An answer without a Content-Type passes on without one, as nginx
+	// passes it: net/http would otherwise guess one from the body.
+	w.Header()["Content-Type"] = nil
 	h.rp.ServeHTTP(w, r)
 }
 

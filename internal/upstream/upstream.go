@@ -392,6 +392,15 @@ func (h *Host) DialAddr() (addr netip.AddrPort, ok bool) {
 	return r.addrs[int(h.first.Load())%len(r.addrs)], true
 }
 
+// Addrs is how many addresses the host has: 1 for an IP literal, those
+// its name resolved to otherwise.
+func (h *Host) Addrs() int {
+	if r := h.resolved.Load(); !h.literal.IsValid() && r != nil && len(r.addrs) > 0 {
+		return len(r.addrs)
+	}
+	return 1
+}
+
 // DialFailed notes that addr refused a connection, so that the next dial
 // tries the name's next address, and returns how many addresses the name
 // has (1 for an IP literal).
