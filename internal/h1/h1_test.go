@@ -483,25 +483,11 @@ func TestEarlyAnswerDuringUpload(t *testing.T) {
 }
 
 func TestUpstreamCloseDelimited(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				http.ReadRequest(bufio.NewReader(c))
-				io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
-			}()
-		}
-	}()
-	r := newRig(t, http.NotFoundHandler(), rigOptions{upstreams: []string{"http://" + ln.Addr().String()}})
+	up := rawUpstream(t, func(c net.Conn) {
+		http.ReadRequest(bufio.NewReader(c))
+		io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+	})
+	r := newRig(t, http.NotFoundHandler(), rigOptions{upstreams: []string{up}})
 	c := r.dial(t)
 	start := time.Now()
 	resp, body := c.roundTrip("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
@@ -516,9 +502,7 @@ func TestUpstreamCloseDelimited(t *testing.T) {
 }
 
 func TestUpstreamFailures(t *testing.T) {
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := refusingAddr(t)
 	r := newRig(t, http.NotFoundHandler(), rigOptions{upstreams: []string{"http://" + deadAddr}})
 	c := r.dial(t)
 	resp, body := c.roundTrip("GET /x HTTP/1.1\r\nHost: app.test\r\n\r\n")
@@ -1119,40 +1103,25 @@ func TestHeaderEditsAsTheFullServer(t *testing.T) {
 // comes) gets the whole body while its answer is relayed, as net/http's
 // Transport sends it: neither side waits for the other to finish.
 func TestFullDuplexUpstream(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				br := bufio.NewReader(conn)
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				io.WriteString(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-				buf := make([]byte, 16<<10)
-				for {
-					n, err := req.Body.Read(buf)
-					if n > 0 {
-						fmt.Fprintf(conn, "%x\r\n%s\r\n", n, buf[:n])
-					}
-					if err != nil {
-						break
-					}
-				}
-				io.WriteString(conn, "0\r\n\r\n")
-			}()
+	up := rawUpstream(t, func(conn net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(conn))
+		if err != nil {
+			return
 		}
-	}()
-	r := newRig(t, http.NotFoundHandler(), rigOptions{upstreams: []string{"http://" + ln.Addr().String()}})
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		buf := make([]byte, 16<<10)
+		for {
+			n, err := req.Body.Read(buf)
+			if n > 0 {
+				fmt.Fprintf(conn, "%x\r\n%s\r\n", n, buf[:n])
+			}
+			if err != nil {
+				break
+			}
+		}
+		io.WriteString(conn, "0\r\n\r\n")
+	})
+	r := newRig(t, http.NotFoundHandler(), rigOptions{upstreams: []string{up}})
 	c := r.dial(t)
 	body := bytes.Repeat([]byte("0123456789abcdef"), 256<<10) // 4 MiB: more than the sockets hold
 	c.send("POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n")
@@ -1200,31 +1169,15 @@ func TestFullDuplexUpstream(t *testing.T) {
 // the client a 502 and a closed connection, whatever the failure: nothing
 // more is sent upstream, and the loop goes on serving.
 func TestUpstreamFailsDuringUpload(t *testing.T) {
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
-	cutter, err := net.Listen("tcp", "127.0.0.1:0") // reads a little of the body, then hangs up
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cutter.Close()
-	go func() {
-		for {
-			conn, err := cutter.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-				io.ReadFull(conn, make([]byte, 100<<10))
-				conn.Close()
-			}()
-		}
-	}()
+	deadAddr := refusingAddr(t)
+	cutter := rawUpstream(t, func(conn net.Conn) { // reads a little of the body, then hangs up
+		conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		io.ReadFull(conn, make([]byte, 100<<10))
+	})
 	big := bytes.Repeat([]byte("u"), 4<<20)
-	for name, up := range map[string]string{"refused": deadAddr, "hung up": cutter.Addr().String()} {
+	for name, up := range map[string]string{"refused": "http://" + deadAddr, "hung up": cutter} {
 		t.Run(name, func(t *testing.T) {
-			r := newRig(t, http.HandlerFunc(echo), rigOptions{upstreams: []string{"http://" + up}})
+			r := newRig(t, http.HandlerFunc(echo), rigOptions{upstreams: []string{up}})
 			c := r.dial(t)
 			c.send("POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: " + strconv.Itoa(len(big)) + "\r\n\r\n")
 			go c.c.Write(big)
@@ -1299,4 +1252,41 @@ func TestUploadToNameFailsOver(t *testing.T) {
 	if recs := r.records(); recs[len(recs)-1].Tries != 2 {
 		t.Fatalf("the upload took %d tries, want 2 (refused, then the next address)", recs[len(recs)-1].Tries)
 	}
+}
+
+// rawUpstream is an upstream on a loopback port that serves each
+// connection with serve, byte by byte as a test needs, and closes it after;
+// it returns the upstream's URL.
+func rawUpstream(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				serve(conn)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// refusingAddr is a loopback address where nothing listens.
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
