@@ -915,23 +915,7 @@ func TestGarbageNeverStopsTheLoop(t *testing.T) {
 // localhost's ::1 does for a backend on 127.0.0.1: it is passed over for
 // the next one, without a 502 and without marking the upstream down.
 func TestUpstreamByName(t *testing.T) {
-	resolver, setAddrs := dnsOnLoopback(t)
-	setAddrs("127.0.0.1", "127.0.0.2")
-	var first, second netip.Addr
-	ips, err := resolver.LookupNetIP(context.Background(), "ip4", "backend.test")
-	if err != nil || len(ips) != 2 {
-		t.Fatalf("lookup: %v %v", ips, err)
-	}
-	first, second = ips[0], ips[1] // in the order the resolver gives them
-	ln, err := net.Listen("tcp", net.JoinHostPort(second.String(), "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(echo)}}
-	backend.Start()
-	defer backend.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	r := newRig(t, http.NotFoundHandler(), rigOptions{upstreams: []string{"http://backend.test:" + port}, resolver: resolver})
+	r, upstream, first, second := rigByName(t)
 	deadline := time.Now().Add(5 * time.Second)
 	var firstOnLoop string // the path of the first request the loop took
 	sent := 5              // the loop's five below, and the warm-up
@@ -966,7 +950,7 @@ func TestUpstreamByName(t *testing.T) {
 	recs := r.waitRecords(t, sent)
 	for _, rec := range recs {
 		switch {
-		case rec.Status != 200 || rec.Upstream != "http://backend.test:"+port:
+		case rec.Status != 200 || rec.Upstream != upstream:
 			t.Fatalf("record: %+v", rec)
 		case rec.Path == firstOnLoop && rec.Tries != 2:
 			t.Fatalf("the first request on the loop: %d tries, want 2 (%v refuses, %v answers)", rec.Tries, first, second)
@@ -979,24 +963,41 @@ func TestUpstreamByName(t *testing.T) {
 	}
 }
 
-// dnsOnLoopback serves backend.test from a DNS server on a loopback port
-// and returns a resolver that asks only it, and a way to set the name's
-// addresses.
-func dnsOnLoopback(t *testing.T) (*net.Resolver, func(...string)) {
+// rigByName is a rig proxying to http://backend.test:PORT, a name with two
+// addresses served from a DNS server on loopback: the first (in the
+// resolver's order) refuses, the second answers with echo.
+func rigByName(t *testing.T) (r *rig, upstream string, first, second netip.Addr) {
 	t.Helper()
-	var mu sync.Mutex
-	var addrs []string
+	resolver := dnsOnLoopback(t, "127.0.0.1", "127.0.0.2")
+	ips, err := resolver.LookupNetIP(context.Background(), "ip4", "backend.test")
+	if err != nil || len(ips) != 2 {
+		t.Fatalf("lookup: %v %v", ips, err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(ips[1].String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(echo)}}
+	backend.Start()
+	t.Cleanup(backend.Close)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	upstream = "http://backend.test:" + port
+	return newRig(t, http.NotFoundHandler(), rigOptions{upstreams: []string{upstream}, resolver: resolver}), upstream, ips[0], ips[1]
+}
+
+// dnsOnLoopback serves backend.test from a DNS server on a loopback port
+// with the IPv4 addresses given and returns a resolver that asks only it.
+func dnsOnLoopback(t *testing.T, addrs ...string) *net.Resolver {
+	t.Helper()
 	mux := dns.NewServeMux()
 	mux.HandleFunc("backend.test.", func(w dns.ResponseWriter, q *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(q)
 		m.Authoritative = true
 		if q.Question[0].Qtype == dns.TypeA {
-			mu.Lock()
 			for _, a := range addrs {
 				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: "backend.test.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1}, A: net.ParseIP(a)})
 			}
-			mu.Unlock()
 		}
 		w.WriteMsg(m)
 	})
@@ -1013,11 +1014,7 @@ func dnsOnLoopback(t *testing.T) (*net.Resolver, func(...string)) {
 	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "udp", pc.LocalAddr().String())
 	}}
-	return resolver, func(a ...string) {
-		mu.Lock()
-		addrs = a
-		mu.Unlock()
-	}
+	return resolver
 }
 
 // Header edits on the loop write what net/http's reverse proxy writes: the
@@ -1212,21 +1209,7 @@ func TestUpstreamFailsDuringUpload(t *testing.T) {
 // A body that has not all come when the connection is made goes to the
 // name's next address too when the first refuses.
 func TestUploadToNameFailsOver(t *testing.T) {
-	resolver, setAddrs := dnsOnLoopback(t)
-	setAddrs("127.0.0.1", "127.0.0.2")
-	ips, err := resolver.LookupNetIP(context.Background(), "ip4", "backend.test")
-	if err != nil || len(ips) != 2 {
-		t.Fatalf("lookup: %v %v", ips, err)
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(ips[1].String(), "0")) // the first address refuses
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(echo)}}
-	backend.Start()
-	defer backend.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	r := newRig(t, http.NotFoundHandler(), rigOptions{upstreams: []string{"http://backend.test:" + port}, resolver: resolver})
+	r, _, _, _ := rigByName(t)
 	// The first request starts the lookup and goes to net/http meanwhile;
 	// the upload is then the first request the loop sends there.
 	if resp, _ := r.dial(t).roundTrip("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n"); resp.StatusCode != 200 {
