@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"gatehouse/bench/internal/proc"
 )
 
 type options struct {
@@ -70,11 +72,11 @@ func main() {
 	go func() {
 		<-sig
 		log.Print("interrupted: stopping the servers")
-		stopAll()
+		proc.StopAll()
 		os.Exit(1)
 	}()
 	err := run(o)
-	stopAll()
+	proc.StopAll()
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -132,7 +134,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	defer backend.stop()
+	defer backend.Stop()
 	if err := waitListen(backendAddr, startTimeout, backend); err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"gatehouse/bench/internal/proc"
 )
 
 // Loopback ports. Every server under test has a plain HTTP port (Host
@@ -58,7 +60,7 @@ type peer struct {
 	static    bool   // serves /static/
 	direct    bool   // the backend itself, not a proxy
 	maxIdle   int    // cap on idle connections it can hold, 0 for none
-	startFunc func(env *env, cpu int, tag string) (*proc, error)
+	startFunc func(env *env, cpu int, tag string) (*proc.Proc, error)
 }
 
 // env is what every peer's config refers to.
@@ -87,18 +89,18 @@ func peers() []*peer {
 
 func goEnv() []string { return []string{"GOMAXPROCS=1"} }
 
-func startDirect(e *env, cpu int, tag string) (*proc, error) {
-	return start("direct", cpu, goEnv(), e.path("direct"+tag+".log"), e.bin, "backend",
+func startDirect(e *env, cpu int, tag string) (*proc.Proc, error) {
+	return proc.Start("direct", cpu, goEnv(), e.path("direct"+tag+".log"), e.bin, "backend",
 		"-addr", directAddr, "-tls-addr", directTLSAddr, "-cert", e.cert, "-key", e.key)
 }
 
-func startBackend(e *env) (*proc, error) {
-	return start("backend", loadCPU, goEnv(), e.path("backend.log"), e.bin, "backend", "-addr", backendAddr)
+func startBackend(e *env) (*proc.Proc, error) {
+	return proc.Start("backend", loadCPU, goEnv(), e.path("backend.log"), e.bin, "backend", "-addr", backendAddr)
 }
 
-func startGoProxy(e *env, cpu int, tag string) (*proc, error) {
+func startGoProxy(e *env, cpu int, tag string) (*proc.Proc, error) {
 	p := findPeer("go-stdlib")
-	return start("go-stdlib", cpu, goEnv(), e.path("go-stdlib"+tag+".log"), e.bin, "goproxy",
+	return proc.Start("go-stdlib", cpu, goEnv(), e.path("go-stdlib"+tag+".log"), e.bin, "goproxy",
 		"-addr", p.http, "-tls-addr", p.https, "-cert", e.cert, "-key", e.key,
 		"-upstream", "http://"+backendAddr, "-static", e.staticDir)
 }
@@ -174,7 +176,7 @@ func writeNginx(e *env, tag, upstreams, servers string) (string, error) {
 	return path, os.WriteFile(path, []byte(conf), 0o644)
 }
 
-func startNginx(e *env, cpu int, tag string) (*proc, error) {
+func startNginx(e *env, cpu int, tag string) (*proc.Proc, error) {
 	p := findPeer("nginx")
 	server := fill(`    server {
         listen {{http}};
@@ -189,12 +191,12 @@ func startNginx(e *env, cpu int, tag string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	return start("nginx", cpu, nil, e.path("nginx"+tag+".log"), "nginx", "-c", conf, "-p", e.dir, "-e", "stderr")
+	return proc.Start("nginx", cpu, nil, e.path("nginx"+tag+".log"), "nginx", "-c", conf, "-p", e.dir, "-e", "stderr")
 }
 
 // startNginxRoutes runs nginx with routesSites server blocks, each with
 // its own upstream block, as a site per backend would be written.
-func startNginxRoutes(e *env, cpu int, tag string) (*proc, error) {
+func startNginxRoutes(e *env, cpu int, tag string) (*proc.Proc, error) {
 	var ups, srv strings.Builder
 	for i := range routesSites {
 		name := fmt.Sprintf("s%d", i)
@@ -206,10 +208,10 @@ func startNginxRoutes(e *env, cpu int, tag string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	return start("nginx-routes", cpu, nil, e.path("nginx-routes"+tag+".log"), "nginx", "-c", conf, "-p", e.dir, "-e", "stderr")
+	return proc.Start("nginx-routes", cpu, nil, e.path("nginx-routes"+tag+".log"), "nginx", "-c", conf, "-p", e.dir, "-e", "stderr")
 }
 
-func startHAProxy(e *env, cpu int, tag string) (*proc, error) {
+func startHAProxy(e *env, cpu int, tag string) (*proc.Proc, error) {
 	p := findPeer("haproxy")
 	conf := fill(`global
     nbthread 1
@@ -239,10 +241,10 @@ backend be
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	return start("haproxy", cpu, nil, e.path("haproxy"+tag+".log"), "haproxy", "-db", "-f", path)
+	return proc.Start("haproxy", cpu, nil, e.path("haproxy"+tag+".log"), "haproxy", "-db", "-f", path)
 }
 
-func startCaddy(e *env, cpu int, tag string) (*proc, error) {
+func startCaddy(e *env, cpu int, tag string) (*proc.Proc, error) {
 	p := findPeer("caddy")
 	site := `
     bind 127.0.0.1
@@ -277,13 +279,13 @@ https://localhost:{{httpsport}} {
 		return nil, err
 	}
 	env := append(goEnv(), "XDG_DATA_HOME="+e.path("caddy-xdg"), "XDG_CONFIG_HOME="+e.path("caddy-xdg"))
-	return start("caddy", cpu, env, e.path("caddy"+tag+".log"), e.caddy, "run", "--config", path, "--adapter", "caddyfile")
+	return proc.Start("caddy", cpu, env, e.path("caddy"+tag+".log"), e.caddy, "run", "--config", path, "--adapter", "caddyfile")
 }
 
 // The gatehouse config does the same job: the proxy's default headers are
 // Host, X-Real-IP, X-Forwarded-For and X-Forwarded-Proto. bench.test is a
 // plain-HTTP site (tls: off) and localhost the HTTPS one.
-func startGatehouse(e *env, cpu int, tag string) (*proc, error) {
+func startGatehouse(e *env, cpu int, tag string) (*proc.Proc, error) {
 	p := findPeer("gatehouse")
 	return runGatehouse(e, cpu, "gatehouse"+tag, gatehouseConfig(e, p.http, p.https), func(cfg, data string) []string {
 		return []string{e.gatehouse, "run", "-c", cfg, "--data", data}
@@ -292,7 +294,7 @@ func startGatehouse(e *env, cpu int, tag string) (*proc, error) {
 
 // startGatehouseRoutes runs gatehouse with routesSites sites, each with its
 // own proxy route, as nginx gets in startNginxRoutes.
-func startGatehouseRoutes(e *env, cpu int, tag string) (*proc, error) {
+func startGatehouseRoutes(e *env, cpu int, tag string) (*proc.Proc, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: {http: [%q], https: [%q]}\nlog: {access: off}\nsites:\n", routesGatehouse, "127.0.0.1:18601")
 	for i := range routesSites {
@@ -320,7 +322,7 @@ sites:
 
 // runGatehouse writes configText and starts the command argv returns for
 // that config file and a data folder of its own.
-func runGatehouse(e *env, cpu int, name, configText string, argv func(cfg, data string) []string) (*proc, error) {
+func runGatehouse(e *env, cpu int, name, configText string, argv func(cfg, data string) []string) (*proc.Proc, error) {
 	if e.gatehouse == "" {
 		return nil, fmt.Errorf("gatehouse did not build")
 	}
@@ -328,7 +330,7 @@ func runGatehouse(e *env, cpu int, name, configText string, argv func(cfg, data 
 	if err := os.WriteFile(cfg, []byte(configText), 0o644); err != nil {
 		return nil, err
 	}
-	return start(name, cpu, goEnv(), e.path(name+".log"), argv(cfg, data)...)
+	return proc.Start(name, cpu, goEnv(), e.path(name+".log"), argv(cfg, data)...)
 }
 
 func port(addr string) string {

@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"gatehouse/bench/internal/proc"
 )
 
 // scenario is one kind of load, run against several peers.
@@ -71,25 +73,28 @@ func (r *runner) want(id string) bool {
 
 // measure runs load once against the server process and turns the
 // process's CPU time into µs per unit.
-func measure(p *proc, load func() (loadResult, error)) (sample, error) {
-	pid := p.pid()
-	resetPeak(pid)
-	t0 := cpuTicks(pid)
+func measure(p *proc.Proc, load func() (loadResult, error)) (sample, error) {
+	pid := p.Pid()
+	proc.ResetPeak(pid)
+	t0 := proc.CPUTicks(pid)
 	lr, err := load()
-	t1 := cpuTicks(pid)
+	t1 := proc.CPUTicks(pid)
 	if err != nil {
 		return sample{}, err
 	}
-	if p.exited() {
-		return sample{}, fmt.Errorf("%s exited: %s", p.name, p.tail())
+	if p.Exited() {
+		return sample{}, fmt.Errorf("%s exited: %s", p.Name, p.Tail())
+	}
+	if err := p.CheckPinned(); err != nil {
+		return sample{}, err
 	}
 	s := sample{
 		Requests: lr.requests, Errors: lr.errors, RPS: lr.rps,
 		P50us: float64(lr.p50) / 1e3, P99us: float64(lr.p99) / 1e3,
-		PeakRSSKB: hwmKB(pid),
+		PeakRSSKB: proc.HWMKB(pid),
 	}
 	if lr.requests > 0 {
-		s.CPUus = float64(t1-t0) * 1e6 / clockTicks / float64(lr.requests)
+		s.CPUus = float64(t1-t0) * 1e6 / proc.ClockTicks / float64(lr.requests)
 	}
 	return s, nil
 }
@@ -108,10 +113,10 @@ func (r *runner) mainScenarios() error {
 	if len(scs) == 0 {
 		return nil
 	}
-	procs := map[string]*proc{}
+	procs := map[string]*proc.Proc{}
 	defer func() {
 		for _, p := range procs {
-			p.stop()
+			p.Stop()
 		}
 	}()
 	for _, p := range peers() {
@@ -125,12 +130,12 @@ func (r *runner) mainScenarios() error {
 		if err != nil {
 			log.Printf("%s does not start: %v", p.name, err)
 			r.res.Notes = append(r.res.Notes, fmt.Sprintf("%s did not start: %v", p.name, firstLines(err.Error(), 6)))
-			pr.stop()
+			pr.Stop()
 			continue
 		}
 		procs[p.name] = pr
 		r.res.Checks[p.name] = check(p)
-		log.Printf("%s started (pid %d): %s", p.name, pr.pid(), r.res.Checks[p.name])
+		log.Printf("%s started (pid %d): %s", p.name, pr.Pid(), r.res.Checks[p.name])
 	}
 
 	if r.o.warmup > 0 {
@@ -186,7 +191,7 @@ end
 	}
 	type routed struct {
 		name, addr string
-		start      func(*env, int, string) (*proc, error)
+		start      func(*env, int, string) (*proc.Proc, error)
 	}
 	peersR := []routed{{"nginx", routesNginx, startNginxRoutes}, {"gatehouse", routesGatehouse, startGatehouseRoutes}}
 	load := func(p routed, d time.Duration) (loadResult, error) {
@@ -201,13 +206,13 @@ end
 		if err == nil {
 			err = waitListen(p.addr, routesStartTimout, pr)
 		}
-		defer pr.stop()
+		defer pr.Stop()
 		if err != nil {
 			return fmt.Errorf("%s with %d sites did not start: %s", p.name, routesSites, firstLines(err.Error(), 6))
 		}
 		if round == 1 {
 			r.res.Notes = append(r.res.Notes, fmt.Sprintf("%s with %d sites: listening %v after start, RSS %d MB before traffic",
-				p.name, routesSites, time.Since(t0).Round(100*time.Millisecond), rssKB(pr.pid())>>10))
+				p.name, routesSites, time.Since(t0).Round(100*time.Millisecond), proc.RSSKB(pr.Pid())>>10))
 		}
 		// Two passes over every host first, so each site's upstream
 		// connection is open before the measured run.
@@ -267,7 +272,7 @@ func (r *runner) idleOnce(p *peer, tlsOn bool) (*memSample, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer pr.stop()
+	defer pr.Stop()
 	addr, host, path := p.http, hostHTTP, "/1k"
 	if tlsOn {
 		addr, host = p.https, hostHTTPS
@@ -283,7 +288,7 @@ func (r *runner) idleOnce(p *peer, tlsOn bool) (*memSample, error) {
 		wrk(time.Second, 10, "http://"+addr+path, host)
 	}
 	time.Sleep(500 * time.Millisecond)
-	before := rssKB(pr.pid())
+	before := proc.RSSKB(pr.Pid())
 
 	n := r.o.idle
 	if p.maxIdle > 0 {
@@ -316,7 +321,7 @@ func (r *runner) idleOnce(p *peer, tlsOn bool) (*memSample, error) {
 		return nil, fmt.Errorf("idle client not ready after 150s")
 	}
 	time.Sleep(time.Second)
-	after := rssKB(pr.pid())
+	after := proc.RSSKB(pr.Pid())
 	if opened == 0 {
 		return nil, fmt.Errorf("no connection opened")
 	}
@@ -338,7 +343,7 @@ func (r *runner) profile(root string) error {
 	if err != nil {
 		return err
 	}
-	defer pr.stop()
+	defer pr.Stop()
 	if err := waitListen(profileHTTPAddr, startTimeout, pr); err != nil {
 		return err
 	}
@@ -420,11 +425,11 @@ func fetchTo(url, file string) error {
 }
 
 // waitListen waits until addr accepts connections or the process exits.
-func waitListen(addr string, timeout time.Duration, p *proc) error {
+func waitListen(addr string, timeout time.Duration, p *proc.Proc) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if p != nil && p.exited() {
-			return fmt.Errorf("%s exited: %s", p.name, p.tail())
+		if p != nil && p.Exited() {
+			return fmt.Errorf("%s exited: %s", p.Name, p.Tail())
 		}
 		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
 			c.Close()
@@ -432,7 +437,7 @@ func waitListen(addr string, timeout time.Duration, p *proc) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("%s not listening on %s after %v", p.name, addr, timeout)
+	return fmt.Errorf("%s not listening on %s after %v", p.Name, addr, timeout)
 }
 
 // check makes sure a peer does the same job as the others before it is

@@ -6,8 +6,12 @@
 //	go run ./bench/dns -quick          # 1 round of 3 s
 //	go run ./bench/dns -out DIR        # also write DIR/README.md
 //
-// Each server runs pinned to CPU 1 (gatehouse with GOMAXPROCS=1, the others
-// with one worker thread), dnsperf to CPU 0. Servers take turns (A B C A B
+// Each server runs pinned to CPU 0 (gatehouse with GOMAXPROCS=1, the others
+// with one worker thread), dnsperf to CPU 1. The server gets CPU 0 because
+// Knot pins its UDP worker i to CPU i modulo the online CPUs, whatever
+// affinity it was started with: on any other CPU its worker would share
+// dnsperf's core. Every thread of every server is checked to stay on the
+// server's CPU. Servers take turns (A B C A B
 // C …) so drifting load on a shared machine hits all alike. The stable
 // figure is each server process's CPU time per answered query, from
 // utime+stime in /proc/PID/stat around each run; QPS is reported as well.
@@ -34,6 +38,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"gatehouse/bench/internal/proc"
 	"gatehouse/internal/config"
 	"gatehouse/internal/dnsserver"
 	"gatehouse/internal/zone"
@@ -94,12 +99,18 @@ func serveGatehouse(addr, file, cpuProfile string) {
 	s.Close()
 }
 
+// The server under test and the client each get a core of their own.
+const (
+	serverCPU = 0
+	clientCPU = 1
+)
+
 type server struct {
 	name string
 	port int
 	argv []string
 	env  []string
-	cmd  *exec.Cmd
+	p    *proc.Proc
 }
 
 type result struct {
@@ -158,11 +169,11 @@ zone:
 	}
 	for _, s := range servers {
 		if err := s.start(dir); err != nil {
-			stopAll(servers)
+			proc.StopAll()
 			return err
 		}
 	}
-	defer stopAll(servers)
+	defer proc.StopAll()
 	results := map[string][]result{}
 	for round := 1; round <= rounds; round++ {
 		for _, s := range servers {
@@ -250,18 +261,12 @@ func writeZone(dir string) (zfile, qfile string, err error) {
 }
 
 func (s *server) start(dir string) error {
-	argv := append([]string{"taskset", "-c", "1"}, s.argv...)
-	s.cmd = exec.Command(argv[0], argv[1:]...)
-	s.cmd.Env = append(os.Environ(), s.env...)
-	logf, err := os.Create(filepath.Join(dir, strings.Fields(s.name)[0]+".log"))
+	logFile := filepath.Join(dir, strings.Fields(s.name)[0]+".log")
+	p, err := proc.Start(s.name, serverCPU, s.env, logFile, s.argv...)
 	if err != nil {
 		return err
 	}
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", s.name, err)
-	}
+	s.p = p
 	// Ready when it answers, with the answer every server must give.
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 	deadline := time.Now().Add(20 * time.Second)
@@ -272,41 +277,11 @@ func (s *server) start(dir string) error {
 		if err == nil && r.Rcode == 0 && len(r.Answer) == 2 && r.Authoritative {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logf.Name())
-			return fmt.Errorf("%s did not answer on %s (%v %v):\n%s", s.name, addr, err, r, b)
+		if p.Exited() || time.Now().After(deadline) {
+			return fmt.Errorf("%s did not answer on %s (%v %v):\n%s", s.name, addr, err, r, p.Tail())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func stopAll(servers []*server) {
-	for _, s := range servers {
-		if s.cmd != nil && s.cmd.Process != nil {
-			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-			done := make(chan struct{})
-			go func() { s.cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-			}
-		}
-	}
-}
-
-// cpuTicks is utime+stime of pid. taskset execs the server, so the pid
-// started is the server's.
-func cpuTicks(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return ut + st, nil
 }
 
 var (
@@ -316,19 +291,19 @@ var (
 )
 
 func measure(s *server, qfile string, dur time.Duration) (result, error) {
-	pid := s.cmd.Process.Pid
-	before, err := cpuTicks(pid)
-	if err != nil {
-		return result{}, err
-	}
+	pid := s.p.Pid()
+	before := proc.CPUTicks(pid)
 	secs := strconv.Itoa(int(dur.Seconds()))
-	b, err := exec.Command("taskset", "-c", "0", "dnsperf", "-s", "127.0.0.1", "-p", strconv.Itoa(s.port),
+	b, err := exec.Command("taskset", "-c", strconv.Itoa(clientCPU), "dnsperf", "-s", "127.0.0.1", "-p", strconv.Itoa(s.port),
 		"-d", qfile, "-l", secs, "-c", "1", "-T", "1", "-q", "100", "-t", "2").CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("dnsperf: %v\n%s", err, b)
 	}
-	after, err := cpuTicks(pid)
-	if err != nil {
+	after := proc.CPUTicks(pid)
+	if s.p.Exited() {
+		return result{}, fmt.Errorf("%s exited: %s", s.name, s.p.Tail())
+	}
+	if err := s.p.CheckPinned(); err != nil {
 		return result{}, err
 	}
 	var r result
@@ -344,7 +319,7 @@ func measure(s *server, qfile string, dur time.Duration) (result, error) {
 	if r.completed == 0 {
 		return r, fmt.Errorf("no query completed:\n%s", b)
 	}
-	r.cpuPerQuery = float64(after-before) * 1e4 / float64(r.completed) // ticks of 10 ms → µs
+	r.cpuPerQuery = float64(after-before) * 1e6 / proc.ClockTicks / float64(r.completed)
 	return r, nil
 }
 
@@ -356,7 +331,7 @@ func median(xs []float64) float64 {
 func table(servers []*server, res map[string][]result, rounds int, dur time.Duration) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Authoritative DNS: gatehouse, PowerDNS, Knot\n\n")
-	fmt.Fprintf(&b, "dnsperf on loopback, %d round(s) of %s per server taken in turns, servers on one core; the same zone file (bench.test, 605 records); queries: 60%% A, 10%% AAAA, 10%% MX, 10%% CNAME chains, 10%% NXDOMAIN. Medians over rounds.\n\n", rounds, dur)
+	fmt.Fprintf(&b, "dnsperf on loopback, %d round(s) of %s per server taken in turns, servers on one core (CPU %d, dnsperf on CPU %d); the same zone file (bench.test, 605 records); queries: 60%% A, 10%% AAAA, 10%% MX, 10%% CNAME chains, 10%% NXDOMAIN. Medians over rounds.\n\n", rounds, dur, serverCPU, clientCPU)
 	fmt.Fprintf(&b, "| server | CPU µs/query | QPS | lost | CPU ratio to gatehouse |\n|---|---:|---:|---:|---:|\n")
 	gh := 0.0
 	for _, s := range servers {

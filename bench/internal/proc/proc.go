@@ -1,4 +1,7 @@
-package main
+// Package proc starts the server processes a benchmark compares, each
+// pinned to one CPU, checks that they stay there, reads their CPU time and
+// memory from /proc, and stops them by pid.
+package proc
 
 import (
 	"bytes"
@@ -15,30 +18,32 @@ import (
 // running holds every process started and not yet exited, so an
 // interrupted bench stops them all (each has its own process group and
 // does not get the terminal's Ctrl-C).
-var running sync.Map // *proc → struct{}
+var running sync.Map // *Proc → struct{}
 
-// stopAll stops every process the bench started that still runs.
-func stopAll() {
+// StopAll stops every process started here that still runs.
+func StopAll() {
 	running.Range(func(k, _ any) bool {
-		k.(*proc).stop()
+		k.(*Proc).Stop()
 		return true
 	})
 }
 
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat; it
+// ClockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat; it
 // is 100 on every Linux this runs on.
-const clockTicks = 100
+const ClockTicks = 100
 
-// proc is a server process the bench started and will stop by its pid.
-type proc struct {
-	name string
+// Proc is a server process started here and stopped by its pid.
+type Proc struct {
+	Name string
+	cpu  int // the CPU it is pinned to, or -1
 	cmd  *exec.Cmd
 	done chan struct{}
 	log  string // file holding its stdout and stderr
 }
 
-// start runs argv with env added, pinned to cpu with taskset when cpu >= 0.
-func start(name string, cpu int, env []string, logFile string, argv ...string) (*proc, error) {
+// Start runs argv with env added, pinned to cpu with taskset when cpu >= 0.
+// taskset execs the command, so the pid is the server's.
+func Start(name string, cpu int, env []string, logFile string, argv ...string) (*Proc, error) {
 	if cpu >= 0 {
 		argv = append([]string{"taskset", "-c", strconv.Itoa(cpu)}, argv...)
 	}
@@ -56,15 +61,15 @@ func start(name string, cpu int, env []string, logFile string, argv ...string) (
 		f.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logFile}
+	p := &Proc{Name: name, cpu: cpu, cmd: cmd, done: make(chan struct{}), log: logFile}
 	running.Store(p, struct{}{})
 	go func() { cmd.Wait(); f.Close(); running.Delete(p); close(p.done) }()
 	return p, nil
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
-func (p *proc) exited() bool {
+func (p *Proc) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -73,10 +78,10 @@ func (p *proc) exited() bool {
 	}
 }
 
-// stop asks the process to finish (SIGTERM; nginx and HAProxy stop their
+// Stop asks the process to finish (SIGTERM; nginx and HAProxy stop their
 // workers on it), then kills it by pid after a grace period.
-func (p *proc) stop() {
-	if p == nil || p.exited() {
+func (p *Proc) Stop() {
+	if p == nil || p.Exited() {
 		return
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
@@ -88,8 +93,8 @@ func (p *proc) stop() {
 	}
 }
 
-// tail returns the end of the process's log, for error messages.
-func (p *proc) tail() string {
+// Tail returns the end of the process's log, for error messages.
+func (p *Proc) Tail() string {
 	b, _ := os.ReadFile(p.log)
 	if len(b) > 1500 {
 		b = b[len(b)-1500:]
@@ -97,8 +102,36 @@ func (p *proc) tail() string {
 	return strings.TrimSpace(string(b))
 }
 
-// tree returns pid and all its descendants (nginx's workers).
-func tree(pid int) []int {
+// CheckPinned reports a thread of the process or its children that may run
+// on another CPU than the one it was started on. Some servers pin their
+// own worker threads (Knot puts UDP worker i on CPU i modulo the online
+// CPUs, whatever affinity it inherited); a worker that shares the load
+// generator's core is no longer measured on one core of its own.
+func (p *Proc) CheckPinned() error {
+	if p.cpu < 0 {
+		return nil
+	}
+	want := strconv.Itoa(p.cpu)
+	for _, pid := range Tree(p.Pid()) {
+		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+		for _, t := range tasks {
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + t.Name() + "/status")
+			if err != nil {
+				continue // the thread has exited
+			}
+			for line := range strings.SplitSeq(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok && strings.TrimSpace(v) != want {
+					return fmt.Errorf("thread %s of pid %d may run on CPUs %s, not only on CPU %s",
+						t.Name(), pid, strings.TrimSpace(v), want)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Tree returns pid and all its descendants (nginx's workers).
+func Tree(pid int) []int {
 	parents := map[int][]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -132,10 +165,10 @@ func statFields(pid int) ([]string, error) {
 	return strings.Fields(string(b[i+1:])), nil
 }
 
-// cpuTicks is utime+stime of pid and its descendants, in clock ticks.
-func cpuTicks(pid int) int64 {
+// CPUTicks is utime+stime of pid and its descendants, in clock ticks.
+func CPUTicks(pid int) int64 {
 	var sum int64
-	for _, p := range tree(pid) {
+	for _, p := range Tree(pid) {
 		f, err := statFields(p)
 		if err != nil || len(f) < 13 {
 			continue
@@ -150,12 +183,12 @@ func cpuTicks(pid int) int64 {
 // statusKB sums a "Key: N kB" line of /proc/PID/status over the tree.
 func statusKB(pid int, key string) int64 {
 	var sum int64
-	for _, p := range tree(pid) {
+	for _, p := range Tree(pid) {
 		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/status")
 		if err != nil {
 			continue
 		}
-		for _, line := range strings.Split(string(b), "\n") {
+		for line := range strings.SplitSeq(string(b), "\n") {
 			if v, ok := strings.CutPrefix(line, key+":"); ok {
 				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 				sum += n
@@ -165,13 +198,17 @@ func statusKB(pid int, key string) int64 {
 	return sum
 }
 
-func rssKB(pid int) int64 { return statusKB(pid, "VmRSS") }
-func hwmKB(pid int) int64 { return statusKB(pid, "VmHWM") }
+// RSSKB is the resident memory of pid and its descendants.
+func RSSKB(pid int) int64 { return statusKB(pid, "VmRSS") }
 
-// resetPeak resets VmHWM to the current RSS (proc(5), clear_refs "5"), so
+// HWMKB is the peak resident memory of pid and its descendants since the
+// last ResetPeak.
+func HWMKB(pid int) int64 { return statusKB(pid, "VmHWM") }
+
+// ResetPeak resets VmHWM to the current RSS (proc(5), clear_refs "5"), so
 // each run's peak is its own.
-func resetPeak(pid int) {
-	for _, p := range tree(pid) {
+func ResetPeak(pid int) {
+	for _, p := range Tree(pid) {
 		os.WriteFile("/proc/"+strconv.Itoa(p)+"/clear_refs", []byte("5"), 0)
 	}
 }
