@@ -1126,8 +1126,7 @@ func (c *conn) close() {
 		c.tls.CloseWrite() // close_notify, sent if the socket takes it now
 		c.flushTLS()
 	}
-	l.forget(c.fd)
-	unix.Close(c.fd)
+	l.closeFd(c.fd)
 	c.fd = -1
 	c.detach()
 	c.owner.Close() // ends its count with the firewall; the socket is already closed
@@ -1182,7 +1181,7 @@ func (c *conn) handoff() {
 	if c.tls != nil && err == nil {
 		// The session goes on over the new socket; what TLS had not
 		// taken yet, and what it had not sent, go first.
-		c.sock.Conn = nc
+		c.sock.attach(nc)
 		h.Conn, h.tls = c.tls, &c.tlsInfo.state
 	}
 	// Counted out only once delivered, so Shutdown does not close the

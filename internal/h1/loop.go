@@ -130,10 +130,18 @@ func (l *loop) register(fd int, p pollable) error {
 	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: epollEvents, Fd: int32(fd), Pad: int32(l.seq)})
 }
 
-// forget removes fd from the loop; the caller closes or hands it on.
+// forget removes fd from the loop; the caller hands it on.
 func (l *loop) forget(fd int) {
 	l.items[fd] = nil
 	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+}
+
+// closeFd closes a descriptor of the loop. It is the only descriptor of
+// its socket, and closing the last one takes a socket out of every epoll
+// set, so no EPOLL_CTL_DEL is needed; a reused number gets a new token.
+func (l *loop) closeFd(fd int) {
+	l.items[fd] = nil
+	unix.Close(fd)
 }
 
 func (l *loop) run() {
@@ -465,8 +473,7 @@ func (u *upConn) closeFd() {
 	if u.fd < 0 {
 		return
 	}
-	u.l.forget(u.fd)
-	unix.Close(u.fd)
+	u.l.closeFd(u.fd)
 	u.fd = -1
 }
 

@@ -3,8 +3,11 @@ package h1
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -23,9 +26,15 @@ import (
 // full server), the loop's buffers while on a loop.
 type tlsSocket struct {
 	net.Conn // nil while on a loop
-	l        *loop
-	local    net.Addr
-	remote   net.Addr
+	// raw is the TCP socket under Conn. Reads and writes go to it with raw
+	// system calls, waiting in Go's poller (and its deadlines) when the
+	// socket is not ready: a loopback write runs the peer's receive path
+	// and takes long enough for the runtime to think the goroutine is
+	// blocked and hand its processor to another thread, as with the loops.
+	raw    syscall.RawConn
+	l      *loop
+	local  net.Addr
+	remote net.Addr
 	// in is ciphertext the loop read and TLS has not taken yet, in a
 	// buffer lent by the loop (buf); out[outOff:] is ciphertext TLS wrote
 	// and the socket has not taken yet. Both go back to the loop when
@@ -56,7 +65,60 @@ func (s *tlsSocket) Read(p []byte) (int, error) {
 	if s.Conn == nil {
 		return 0, errWouldBlock
 	}
-	return s.Conn.Read(p)
+	if s.raw == nil {
+		return s.Conn.Read(p)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var rerr error
+	err := s.raw.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = sockRead(int(fd), p)
+			if rerr != unix.EINTR {
+				return rerr != unix.EAGAIN
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err // a deadline, or the socket closed
+	case rerr != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: s.local, Addr: s.remote, Err: os.NewSyscallError("read", rerr)}
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// write writes all of p to the socket.
+func (s *tlsSocket) write(p []byte) (int, error) {
+	if s.raw == nil {
+		return s.Conn.Write(p)
+	}
+	var n int
+	var werr error
+	err := s.raw.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			m, err := sockWrite(int(fd), p[n:])
+			switch err {
+			case nil:
+				n += m
+			case unix.EINTR:
+			case unix.EAGAIN:
+				return false
+			default:
+				werr = err
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil && werr != nil {
+		err = &net.OpError{Op: "write", Net: "tcp", Source: s.local, Addr: s.remote, Err: os.NewSyscallError("write", werr)}
+	}
+	return n, err
 }
 
 func (s *tlsSocket) Write(p []byte) (int, error) {
@@ -68,12 +130,22 @@ func (s *tlsSocket) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if len(s.out) > s.outOff {
-		if _, err := s.Conn.Write(s.out[s.outOff:]); err != nil {
+		if _, err := s.write(s.out[s.outOff:]); err != nil {
 			return 0, err
 		}
 		s.out, s.outOff = nil, 0
 	}
-	return s.Conn.Write(p)
+	return s.write(p)
+}
+
+// attach puts the session on nc, a socket in Go's poller.
+func (s *tlsSocket) attach(nc net.Conn) {
+	s.Conn, s.raw = nc, nil
+	if tcp := innermostTCP(nc); tcp != nil {
+		if raw, err := tcp.SyscallConn(); err == nil {
+			s.raw = raw
+		}
+	}
 }
 
 func (s *tlsSocket) LocalAddr() net.Addr  { return s.local }
@@ -115,16 +187,15 @@ func (s *tlsSocket) FirewallVerdict() string { return s.verdict }
 // handshake runs a TLS handshake on its own goroutine and sends the
 // connection where its protocol is served.
 func (e *Engine) handshake(nc net.Conn, tcp *net.TCPConn, c *conn) {
-	sock := &tlsSocket{Conn: nc, verdict: c.verdict, local: nc.LocalAddr(), remote: nc.RemoteAddr()}
+	sock := &tlsSocket{verdict: c.verdict, local: nc.LocalAddr(), remote: nc.RemoteAddr()}
+	sock.attach(nc)
 	tc := tls.Server(sock, e.opts.TLS)
-	ctx := context.Background()
+	// The deadline bounds the handshake; a context would cost crypto/tls a
+	// goroutine per handshake to watch it.
 	if d := e.opts.ReadHeaderTimeout; d > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
 		nc.SetDeadline(time.Now().Add(d))
 	}
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := tc.Handshake(); err != nil {
 		if e.opts.HandshakeFailed != nil {
 			e.opts.HandshakeFailed(nc.RemoteAddr(), err)
 		}
@@ -147,7 +218,7 @@ func (e *Engine) handshake(nc net.Conn, tcp *net.TCPConn, c *conn) {
 		return
 	}
 	tcp.Close()
-	sock.Conn = nil
+	sock.Conn, sock.raw = nil, nil
 	c.fd, c.tls, c.sock = fd, tc, sock
 	c.tlsInfo = tlsInfo{
 		version: tlsterm.VersionName(st.Version), cipher: tlsterm.CipherName(st.CipherSuite),

@@ -6,11 +6,15 @@
 package listen
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Socket is one listening TCP socket.
@@ -26,7 +30,8 @@ type Socket struct {
 // Listen opens addr. wrap, when not nil, wraps the raw listener once for the
 // socket's whole life (the firewall decides there, before any byte is read).
 func Listen(addr string, wrap func(net.Listener) net.Listener) (*Socket, error) {
-	ln, err := net.Listen("tcp", addr)
+	lc := net.ListenConfig{KeepAlive: -1, Control: keepAlive}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -36,6 +41,40 @@ func Listen(addr string, wrap func(net.Listener) net.Listener) (*Socket, error) 
 	s := &Socket{ln: ln, closed: make(chan struct{}), done: make(chan struct{})}
 	go s.loop()
 	return s, nil
+}
+
+// TCP keep-alive probes for accepted connections, Go's defaults: the first
+// after 15 s of silence, then every 15 s, dropping the connection after 9
+// unanswered. They find clients that vanished from idle connections and
+// long tunnels.
+const (
+	keepAliveIdle     = 15
+	keepAliveInterval = 15
+	keepAliveCount    = 9
+)
+
+// keepAlive turns keep-alive probes on for the listening socket. Linux
+// copies a listener's socket options to each connection it accepts, so
+// this is done once rather than with four system calls per connection, as
+// Go's listener would.
+func keepAlive(_, _ string, rc syscall.RawConn) error {
+	var err error
+	cerr := rc.Control(func(fd uintptr) {
+		for _, o := range [...]struct{ level, opt, v int }{
+			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepAliveInterval},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount},
+		} {
+			if err == nil {
+				err = unix.SetsockoptInt(int(fd), o.level, o.opt, o.v)
+			}
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // Addr is the bound address.
