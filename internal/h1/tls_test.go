@@ -145,3 +145,37 @@ func TestTLSHandshakeFailure(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A client that stalls in the handshake is closed when the read-header
+// timeout runs out, and the failure is reported.
+func TestTLSHandshakeTimeout(t *testing.T) {
+	cfg, _ := selfSigned(t)
+	r := newRig(t, http.HandlerFunc(echo), rigOptions{tls: cfg, readHeader: 200 * time.Millisecond})
+	c, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00}) // a record header, then nothing
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Fatalf("the server did not close a stalled handshake: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("closed after %v", d)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		r.mu.Lock()
+		n := len(r.handshakeErrs)
+		r.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handshake failures reported", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
