@@ -51,6 +51,9 @@ type Host struct {
 	scheme string   // http or https on the wire (h2c is http)
 	prefix string   // path prefix from the URL, without trailing slash
 	rt     http.RoundTripper
+	// direct, for a plain HTTP/1.1 host, sends the requests without a
+	// body (see direct); nil for h2c and TLS hosts.
+	direct *direct
 	// literal is the address when the URL names an IP and port: such a
 	// host can be reached without a resolver.
 	literal  netip.AddrPort
@@ -121,9 +124,12 @@ func New(urls []string, o Options) (*Pool, error) {
 		if ap, err := netip.ParseAddrPort(u.Host); err == nil {
 			h.literal = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}
-		if h.rt, err = ts.get(u.Scheme, o); err != nil {
+		t, err := ts.get(u.Scheme, o)
+		if err != nil {
 			return nil, err
 		}
+		h.rt, h.direct = t.rt, t.direct
+
 		p.Hosts = append(p.Hosts, h)
 	}
 	return p, nil
@@ -135,7 +141,14 @@ func New(urls []string, o Options) (*Pool, error) {
 // warm ones. It lives as long as the instance.
 type Transports struct {
 	mu sync.Mutex
-	m  map[transportKey]*http.Transport
+	m  map[transportKey]*transport
+}
+
+// transport is one way of reaching upstreams: net/http's Transport and,
+// for plain HTTP/1.1, a direct client sharing its dialer.
+type transport struct {
+	rt     *http.Transport
+	direct *direct
 }
 
 type transportKey struct {
@@ -147,9 +160,9 @@ type transportKey struct {
 }
 
 // NewTransports returns an empty set of shared transports.
-func NewTransports() *Transports { return &Transports{m: map[transportKey]*http.Transport{}} }
+func NewTransports() *Transports { return &Transports{m: map[transportKey]*transport{}} }
 
-func (ts *Transports) get(scheme string, o Options) (*http.Transport, error) {
+func (ts *Transports) get(scheme string, o Options) (*transport, error) {
 	k := transportKey{scheme: scheme, dial: o.DialTimeout, header: o.HeaderTimeout, idle: o.IdleTimeout, maxIdle: o.MaxIdle, resolver: o.Resolver}
 	var roots *x509.CertPool
 	if o.CAFile != "" {
@@ -178,11 +191,14 @@ func (ts *Transports) CloseIdle() {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	for _, t := range ts.m {
-		t.CloseIdleConnections()
+		t.rt.CloseIdleConnections()
+		if t.direct != nil {
+			t.direct.closeIdle()
+		}
 	}
 }
 
-func newTransport(scheme string, o Options, roots *x509.CertPool) *http.Transport {
+func newTransport(scheme string, o Options, roots *x509.CertPool) *transport {
 	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second, Resolver: o.Resolver}
 	t := &http.Transport{
 		Proxy:                 nil, // never route upstream traffic through $HTTP_PROXY
@@ -206,8 +222,9 @@ func newTransport(scheme string, o Options, roots *x509.CertPool) *http.Transpor
 		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	default:
 		t.Protocols.SetHTTP1(true)
+		return &transport{rt: t, direct: newDirect(d.DialContext, o)}
 	}
-	return t
+	return &transport{rt: t}
 }
 
 // HostStatus is one upstream's state for the admin API.
@@ -255,7 +272,13 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		start := time.Now()
 		h.inflight.Add(1)
-		resp, err := h.rt.RoundTrip(req)
+		var resp *http.Response
+		var err error
+		if h.direct != nil && directable(req) {
+			resp, err = h.direct.roundTrip(req)
+		} else {
+			resp, err = h.rt.RoundTrip(req)
+		}
 		h.inflight.Add(-1)
 		if rec != nil {
 			rec.UpstreamTime = time.Since(start)
