@@ -17,6 +17,7 @@ import (
 
 	"gatehouse/internal/journey"
 	"gatehouse/internal/proxy"
+	"gatehouse/internal/sockio"
 	"gatehouse/internal/static"
 	"gatehouse/internal/upstream"
 )
@@ -568,7 +569,7 @@ func (x *exchange) pump() bool {
 			if !u.writable {
 				return true
 			}
-			n, err := sockWrite(u.fd, x.upPend)
+			n, err := sockio.Write(u.fd, x.upPend)
 			switch {
 			case n > 0:
 				x.upPend = x.upPend[n:]
@@ -663,7 +664,7 @@ func (x *exchange) waitHead() bool {
 		if !u.readable {
 			return false
 		}
-		n, err := sockRead(u.fd, x.rbuf[x.rN:])
+		n, err := sockio.Read(u.fd, x.rbuf[x.rN:])
 		switch {
 		case n > 0:
 			if n < len(x.rbuf)-x.rN && !u.rdhup {
@@ -845,7 +846,7 @@ func (x *exchange) relay() bool {
 		if u == nil || !u.readable {
 			return false
 		}
-		n, err := sockRead(u.fd, x.rbuf)
+		n, err := sockio.Read(u.fd, x.rbuf)
 		switch {
 		case n > 0:
 			if n < len(x.rbuf) && !u.rdhup {
@@ -1071,7 +1072,7 @@ func (c *conn) drain() bool {
 	buf := c.l.getBuf()
 	defer c.l.putBuf(buf)
 	for budget := 1 << 20; c.readable && budget > 0; budget -= len(buf) {
-		n, err := sockRead(c.fd, buf)
+		n, err := sockio.Read(c.fd, buf)
 		switch {
 		case n > 0:
 			if n < len(buf) && !c.rdhup {

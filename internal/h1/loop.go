@@ -213,37 +213,6 @@ func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
 	}
 }
 
-// sockRead and sockWrite read and write a non-blocking socket. They never
-// block, so they skip the runtime's system-call bookkeeping: a write to a
-// peer on this machine runs the peer's receive path too and can take long
-// enough for the runtime's monitor to take the thread for blocked and hand
-// its processor to another thread, waking one. Like unix.Read and
-// unix.Write, they return -1 with the error.
-func sockRead(fd int, p []byte) (int, error) {
-	return rawIO(unix.SYS_READ, fd, p)
-}
-
-func sockWrite(fd int, p []byte) (int, error) {
-	return rawIO(unix.SYS_WRITE, fd, p)
-}
-
-// sockWriteMore writes with MSG_MORE: the bytes wait for what the next
-// write brings instead of leaving as a packet of their own.
-func sockWriteMore(fd int, p []byte) (int, error) {
-	return rawResult(unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), unix.MSG_MORE, 0, 0))
-}
-
-func rawIO(trap uintptr, fd int, p []byte) (int, error) {
-	return rawResult(unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p))))
-}
-
-func rawResult(n, _ uintptr, errno unix.Errno) (int, error) {
-	if errno != 0 {
-		return -1, errno
-	}
-	return int(n), nil
-}
-
 // dispatch gives an event to what its descriptor belongs to now, unless
 // the descriptor was closed (and perhaps reused) since the event was
 // reported.

@@ -3,15 +3,13 @@ package h1
 import (
 	"context"
 	"crypto/tls"
-	"io"
 	"net"
 	"net/http"
-	"os"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"gatehouse/internal/sockio"
 	"gatehouse/internal/tlsterm"
 )
 
@@ -25,13 +23,9 @@ import (
 // connection while handshaking on a goroutine (and again once handed to the
 // full server), the loop's buffers while on a loop.
 type tlsSocket struct {
-	net.Conn // nil while on a loop
-	// raw is the TCP socket under Conn. Reads and writes go to it with raw
-	// system calls, waiting in Go's poller (and its deadlines) when the
-	// socket is not ready: a loopback write runs the peer's receive path
-	// and takes long enough for the runtime to think the goroutine is
-	// blocked and hand its processor to another thread, as with the loops.
-	raw    syscall.RawConn
+	// Conn is the socket, read and written with raw system calls
+	// (sockio.Conn) as the loops do; nil while on a loop.
+	net.Conn
 	l      *loop
 	local  net.Addr
 	remote net.Addr
@@ -65,60 +59,7 @@ func (s *tlsSocket) Read(p []byte) (int, error) {
 	if s.Conn == nil {
 		return 0, errWouldBlock
 	}
-	if s.raw == nil {
-		return s.Conn.Read(p)
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	var n int
-	var rerr error
-	err := s.raw.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = sockRead(int(fd), p)
-			if rerr != unix.EINTR {
-				return rerr != unix.EAGAIN
-			}
-		}
-	})
-	switch {
-	case err != nil:
-		return 0, err // a deadline, or the socket closed
-	case rerr != nil:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Source: s.local, Addr: s.remote, Err: os.NewSyscallError("read", rerr)}
-	case n == 0:
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
-// write writes all of p to the socket.
-func (s *tlsSocket) write(p []byte) (int, error) {
-	if s.raw == nil {
-		return s.Conn.Write(p)
-	}
-	var n int
-	var werr error
-	err := s.raw.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, err := sockWrite(int(fd), p[n:])
-			switch err {
-			case nil:
-				n += m
-			case unix.EINTR:
-			case unix.EAGAIN:
-				return false
-			default:
-				werr = err
-				return true
-			}
-		}
-		return true
-	})
-	if err == nil && werr != nil {
-		err = &net.OpError{Op: "write", Net: "tcp", Source: s.local, Addr: s.remote, Err: os.NewSyscallError("write", werr)}
-	}
-	return n, err
+	return s.Conn.Read(p)
 }
 
 func (s *tlsSocket) Write(p []byte) (int, error) {
@@ -130,23 +71,16 @@ func (s *tlsSocket) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if len(s.out) > s.outOff {
-		if _, err := s.write(s.out[s.outOff:]); err != nil {
+		if _, err := s.Conn.Write(s.out[s.outOff:]); err != nil {
 			return 0, err
 		}
 		s.out, s.outOff = nil, 0
 	}
-	return s.write(p)
+	return s.Conn.Write(p)
 }
 
 // attach puts the session on nc, a socket in Go's poller.
-func (s *tlsSocket) attach(nc net.Conn) {
-	s.Conn, s.raw = nc, nil
-	if tcp := innermostTCP(nc); tcp != nil {
-		if raw, err := tcp.SyscallConn(); err == nil {
-			s.raw = raw
-		}
-	}
-}
+func (s *tlsSocket) attach(nc net.Conn) { s.Conn = sockio.Wrap(nc) }
 
 func (s *tlsSocket) LocalAddr() net.Addr  { return s.local }
 func (s *tlsSocket) RemoteAddr() net.Addr { return s.remote }
@@ -218,7 +152,7 @@ func (e *Engine) handshake(nc net.Conn, tcp *net.TCPConn, c *conn) {
 		return
 	}
 	tcp.Close()
-	sock.Conn, sock.raw = nil, nil
+	sock.Conn = nil
 	c.fd, c.tls, c.sock = fd, tc, sock
 	c.tlsInfo = tlsInfo{
 		version: tlsterm.VersionName(st.Version), cipher: tlsterm.CipherName(st.CipherSuite),
@@ -251,7 +185,7 @@ func (c *conn) readClient(p []byte) (int, error) {
 		if !c.readable {
 			return 0, unix.EAGAIN
 		}
-		n, err := sockRead(c.fd, p)
+		n, err := sockio.Read(c.fd, p)
 		switch {
 		case n > 0:
 			if n < len(p) && !c.rdhup {
@@ -292,7 +226,7 @@ func (c *conn) readClient(p []byte) (int, error) {
 		if c.sock.buf == nil {
 			c.sock.buf = c.l.getBuf()
 		}
-		n, err := sockRead(c.fd, c.sock.buf)
+		n, err := sockio.Read(c.fd, c.sock.buf)
 		switch {
 		case n > 0:
 			if n < len(c.sock.buf) && !c.rdhup {
@@ -328,9 +262,9 @@ func (c *conn) writeClient(p []byte) (int, error) {
 			// A file follows the head: the head waits for its first
 			// bytes instead of leaving as a packet of its own, as
 			// nginx's tcp_nopush has it.
-			n, err = sockWriteMore(c.fd, p)
+			n, err = sockio.WriteMore(c.fd, p)
 		} else {
-			n, err = sockWrite(c.fd, p)
+			n, err = sockio.Write(c.fd, p)
 		}
 		if n > 0 && n < len(p) || err == unix.EAGAIN {
 			c.writable = false
@@ -360,7 +294,7 @@ func (c *conn) flushTLS() bool {
 		if !c.writable {
 			return false
 		}
-		n, err := sockWrite(c.fd, s.out[s.outOff:])
+		n, err := sockio.Write(c.fd, s.out[s.outOff:])
 		switch {
 		case n > 0:
 			s.outOff += n

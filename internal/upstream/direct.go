@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"gatehouse/internal/sockio"
 	"io"
 	"net"
 	"net/http"
@@ -12,8 +13,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // direct sends a request without a body to a plain HTTP/1.1 upstream on
@@ -37,10 +36,10 @@ type direct struct {
 	sweep *time.Timer         // closes connections idle too long; nil when none is idle
 }
 
-// dconn is a connection of a direct client.
+// dconn is a connection of a direct client. Its reads and writes are raw
+// system calls (sockio.Conn), as the loops' are.
 type dconn struct {
-	net.Conn
-	raw  syscall.RawConn
+	*sockio.Conn
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	addr string
@@ -210,30 +209,8 @@ func (b *directBody) finish(whole bool) {
 }
 
 func newDconn(nc net.Conn, addr string) *dconn {
-	c := &dconn{Conn: nc, addr: addr, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
-	if sc, ok := nc.(syscall.Conn); ok {
-		c.raw, _ = sc.SyscallConn()
-	}
-	return c
-}
-
-// quiet reports whether an idle connection has nothing to read: an
-// upstream that closed it, or sent something unasked (a 408 before
-// closing, say), must not get the next request. One non-blocking peek,
-// where net/http's Transport keeps a goroutine reading every idle
-// connection.
-func (c *dconn) quiet() bool {
-	if c.raw == nil {
-		return true
-	}
-	var b [1]byte
-	ok := false
-	c.raw.Read(func(fd uintptr) bool {
-		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		ok = err == unix.EAGAIN
-		return true
-	})
-	return ok
+	sc := sockio.Wrap(nc)
+	return &dconn{Conn: sc, addr: addr, br: bufio.NewReaderSize(sc, 4<<10), bw: bufio.NewWriterSize(sc, 4<<10)}
 }
 
 // get takes the most recently used idle connection to addr that is still
@@ -250,7 +227,11 @@ func (d *direct) get(addr string) *dconn {
 		list[len(list)-1] = nil
 		d.idle[addr] = list[:len(list)-1]
 		d.mu.Unlock()
-		if time.Since(c.idle) < d.idleTimeout && c.quiet() {
+		// An upstream that closed an idle connection, or sent something
+		// unasked on it (a 408 before closing, say), must not get the next
+		// request: one peek, where net/http's Transport keeps a goroutine
+		// reading every idle connection.
+		if time.Since(c.idle) < d.idleTimeout && !c.Pending() {
 			return c
 		}
 		c.Close()

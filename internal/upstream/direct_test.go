@@ -135,10 +135,12 @@ func rawBackend(t *testing.T, serve func(c net.Conn, br *bufio.Reader, n int)) s
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
 	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
+	t.Cleanup(wg.Wait) // runs after the listener is closed
+	t.Cleanup(func() { ln.Close() })
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for n := 0; ; n++ {
 			c, err := ln.Accept()
 			if err != nil {
