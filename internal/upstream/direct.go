@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"gatehouse/internal/sockio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"gatehouse/internal/sockio"
 )
 
 // direct sends a request without a body to a plain HTTP/1.1 upstream on
@@ -40,6 +42,7 @@ type direct struct {
 // system calls (sockio.Conn), as the loops' are.
 type dconn struct {
 	*sockio.Conn
+	head headLimit // what br reads through
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	addr string
@@ -81,6 +84,9 @@ func (d *direct) roundTrip(req *http.Request) (*http.Response, error) {
 		if c == nil {
 			nc, err := d.dial(ctx, "tcp", req.URL.Host)
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err() // the client left; the upstream is not to blame
+				}
 				return nil, err
 			}
 			c = newDconn(nc, req.URL.Host)
@@ -133,9 +139,10 @@ func (d *direct) exchange(ctx context.Context, c *dconn, req *http.Request) (res
 		return nil, false, err
 	}
 	if d.headerTimeout > 0 {
-		c.SetReadDeadline(time.Now().Add(d.headerTimeout))
+		c.setReadDeadline(ctx, time.Now().Add(d.headerTimeout))
 	}
 	for n := 0; ; n++ {
+		c.head.left = MaxHeadBytes - int64(c.br.Buffered())
 		if _, err := c.br.Peek(1); err != nil {
 			if n == 0 && (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) {
 				return nil, true, errNoAnswer
@@ -162,29 +169,51 @@ func (d *direct) exchange(ctx context.Context, c *dconn, req *http.Request) (res
 			}
 		}
 	}
+	c.head.left = -1
 	if d.headerTimeout > 0 {
-		c.SetReadDeadline(time.Time{})
+		c.setReadDeadline(ctx, time.Time{})
 	}
-	resp.Body = &directBody{d: d, c: c, body: resp.Body, stop: stop, reuse: !resp.Close && !req.Close}
+	if err := ctx.Err(); err != nil {
+		return nil, true, err
+	}
+	resp.Body = &directBody{ctx: ctx, d: d, c: c, body: resp.Body, stop: stop, reuse: !resp.Close && !req.Close}
 	return resp, true, nil
+}
+
+// setReadDeadline sets the read deadline unless ctx is done: then the
+// deadline that ends the exchange, which the cancel may just have set,
+// stays.
+func (c *dconn) setReadDeadline(ctx context.Context, t time.Time) {
+	c.SetReadDeadline(t)
+	if ctx.Err() != nil {
+		c.SetDeadline(time.Unix(1, 0))
+	}
 }
 
 // directBody is an answer's body read straight from its connection.
 type directBody struct {
+	ctx   context.Context
 	d     *direct
 	c     *dconn
 	body  io.ReadCloser
 	stop  func() bool
 	reuse bool // the connection may carry another request once the body is read
 	done  bool
+	err   error // what ended the body: io.EOF, the failure, or errClosedBody
 }
+
+var errClosedBody = errors.New("read on a closed upstream body")
 
 func (b *directBody) Read(p []byte) (int, error) {
 	if b.done {
-		return 0, io.EOF
+		return 0, b.err
 	}
 	n, err := b.body.Read(p)
 	if err != nil {
+		if err != io.EOF && b.ctx.Err() != nil {
+			err = b.ctx.Err() // the client left, as net/http's Transport reports it
+		}
+		b.err = err
 		b.finish(err == io.EOF)
 	}
 	return n, err
@@ -194,6 +223,7 @@ func (b *directBody) Read(p []byte) (int, error) {
 // the body would come before the next answer.
 func (b *directBody) Close() error {
 	if !b.done {
+		b.err = errClosedBody
 		b.finish(false)
 	}
 	return nil
@@ -210,7 +240,34 @@ func (b *directBody) finish(whole bool) {
 
 func newDconn(nc net.Conn, addr string) *dconn {
 	sc := sockio.Wrap(nc)
-	return &dconn{Conn: sc, addr: addr, br: bufio.NewReaderSize(sc, 4<<10), bw: bufio.NewWriterSize(sc, 4<<10)}
+	c := &dconn{Conn: sc, addr: addr, bw: bufio.NewWriterSize(sc, 4<<10)}
+	c.head.r = sc
+	c.br = bufio.NewReaderSize(&c.head, 4<<10)
+	return c
+}
+
+// headLimit bounds what an answer's head may take, as the loops' buffer
+// and net/http's Transport (MaxResponseHeaderBytes) bound it.
+type headLimit struct {
+	r    io.Reader
+	left int64 // bytes the head may still take; < 0 once the body is read
+}
+
+var errHeadTooLarge = fmt.Errorf("upstream answer head larger than %d bytes", MaxHeadBytes)
+
+func (h *headLimit) Read(p []byte) (int, error) {
+	if h.left < 0 {
+		return h.r.Read(p)
+	}
+	if h.left == 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > h.left {
+		p = p[:h.left]
+	}
+	n, err := h.r.Read(p)
+	h.left -= int64(n)
+	return n, err
 }
 
 // get takes the most recently used idle connection to addr that is still

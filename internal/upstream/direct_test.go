@@ -315,3 +315,119 @@ func TestDirectOnlyForBodilessRequests(t *testing.T) {
 		}
 	}
 }
+
+// cancelOnWrite cancels the request once the request has gone out, and
+// gives the cancel time to act before the head is awaited. It is not a
+// socket, so sockio serves it with its own Read and Write.
+type cancelOnWrite struct {
+	net.Conn
+	cancel func()
+}
+
+func (c *cancelOnWrite) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.cancel()
+	time.Sleep(50 * time.Millisecond)
+	return n, err
+}
+
+// A cancel that lands before the header timeout is set is not undone by
+// it: the exchange ends, and no answer is returned.
+func TestDirectCancelOutlivesHeaderDeadline(t *testing.T) {
+	url := rawBackend(t, func(c net.Conn, br *bufio.Reader, n int) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+		time.Sleep(3 * time.Second) // the rest never comes
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var nd net.Dialer
+	d := newDirect(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := nd.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &cancelOnWrite{Conn: c, cancel: cancel}, nil
+	}, Options{HeaderTimeout: 10 * time.Second})
+	req := httptest.NewRequestWithContext(ctx, "GET", url+"/", nil)
+	req.URL.Scheme, req.URL.Host, req.RequestURI = "http", strings.TrimPrefix(url, "http://"), ""
+	start := time.Now()
+	resp, err := d.roundTrip(req)
+	if err == nil {
+		_, err = io.ReadAll(resp.Body)
+	}
+	if !errors.Is(err, context.Canceled) || time.Since(start) > 2*time.Second {
+		t.Errorf("cancelled request: %v after %v", err, time.Since(start))
+	}
+}
+
+// A client that leaves while the upstream's name is being looked up marks
+// no host down, on either client.
+func TestCancelledDialBlamesNoHost(t *testing.T) {
+	stall := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	for _, body := range []bool{false, true} { // false: direct, true: net/http's Transport
+		p, err := New([]string{"http://one.test:80", "http://two.test:80"},
+			Options{Policy: "first", DialTimeout: 5 * time.Second, Resolver: stall})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		var req *http.Request
+		if body {
+			req = httptest.NewRequestWithContext(ctx, "PUT", "http://site.test/", strings.NewReader("x"))
+		} else {
+			req = httptest.NewRequestWithContext(ctx, "GET", "http://site.test/", nil)
+		}
+		req.RequestURI = ""
+		if _, err := p.RoundTrip(req); !errors.Is(err, context.Canceled) {
+			t.Errorf("body %v: %v, want context.Canceled", body, err)
+		}
+		for _, st := range p.Status() {
+			if st.Down {
+				t.Errorf("body %v: a client that left marked %s down", body, st.URL)
+			}
+		}
+	}
+}
+
+// An answer head larger than MaxHeadBytes fails the request, on both
+// clients.
+func TestAnswerHeadBounded(t *testing.T) {
+	url := rawBackend(t, func(c net.Conn, br *bufio.Reader, n int) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("a", MaxHeadBytes)+"\r\nContent-Length: 2\r\n\r\nok")
+	})
+	p := pool(t, url, Options{})
+	for _, body := range []bool{false, true} {
+		var req *http.Request
+		if body {
+			req = httptest.NewRequest("PUT", "http://site.test/", strings.NewReader("x"))
+		} else {
+			req = httptest.NewRequest("GET", "http://site.test/", nil)
+		}
+		req.RequestURI = ""
+		if resp, err := p.RoundTrip(req); err == nil {
+			t.Errorf("body %v: a %d-byte header field was taken", body, len(resp.Header.Get("X-Big")))
+			resp.Body.Close()
+		}
+	}
+	// One just under the bound passes.
+	url = rawBackend(t, func(c net.Conn, br *bufio.Reader, n int) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("a", MaxHeadBytes-200)+"\r\nContent-Length: 2\r\n\r\nok")
+	})
+	if _, body := get(t, pool(t, url, Options{}), "GET", "/"); body != "ok" {
+		t.Errorf("body %q", body)
+	}
+}

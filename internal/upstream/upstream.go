@@ -92,6 +92,11 @@ type Pool struct {
 	seed   maphash.Seed
 }
 
+// MaxHeadBytes bounds an upstream answer's head (status line and header
+// fields): a larger one fails the request with 502 on every path, the
+// loops' read buffer being the same size.
+const MaxHeadBytes = 64 << 10
+
 // failTimeout is how long a host that refused a connection is passed over.
 const failTimeout = 10 * time.Second
 
@@ -201,13 +206,14 @@ func (ts *Transports) CloseIdle() {
 func newTransport(scheme string, o Options, roots *x509.CertPool) *transport {
 	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second, Resolver: o.Resolver}
 	t := &http.Transport{
-		Proxy:                 nil, // never route upstream traffic through $HTTP_PROXY
-		DialContext:           d.DialContext,
-		MaxIdleConnsPerHost:   o.MaxIdle,
-		IdleConnTimeout:       o.IdleTimeout,
-		ResponseHeaderTimeout: o.HeaderTimeout,
-		ExpectContinueTimeout: time.Second,
-		TLSHandshakeTimeout:   o.DialTimeout,
+		Proxy:                  nil, // never route upstream traffic through $HTTP_PROXY
+		DialContext:            d.DialContext,
+		MaxIdleConnsPerHost:    o.MaxIdle,
+		IdleConnTimeout:        o.IdleTimeout,
+		ResponseHeaderTimeout:  o.HeaderTimeout,
+		MaxResponseHeaderBytes: MaxHeadBytes,
+		ExpectContinueTimeout:  time.Second,
+		TLSHandshakeTimeout:    o.DialTimeout,
 		// Bodies pass through as the upstream encoded them.
 		DisableCompression: true,
 		Protocols:          new(http.Protocols),
@@ -291,7 +297,9 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		tried++
-		if !isDialError(err) {
+		if !isDialError(err) || req.Context().Err() != nil {
+			// Not a refusal, or a dial the client cut short by leaving:
+			// no host is to blame.
 			return nil, &Error{Upstream: h.name, Err: err}
 		}
 		h.MarkDown()
