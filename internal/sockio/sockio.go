@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -51,13 +52,16 @@ func result(n, _ uintptr, errno unix.Errno) (int, error) {
 
 // Conn is a connection in Go's poller whose reads and writes are raw
 // system calls. Everything else (deadlines, Close, addresses) is the
-// wrapped connection's. One goroutine may read while one writes.
+// wrapped connection's. Like any net.Conn it may be used from several
+// goroutines at once.
 type Conn struct {
 	net.Conn
 	raw syscall.RawConn // nil when the connection is not a socket: its own Read and Write serve
 
-	// What the callbacks given to raw work on, and the callbacks, bound
-	// once: a closure per call would be an allocation per call.
+	// What the callbacks given to raw work on (each side under its lock),
+	// and the callbacks, bound once: a closure per call would be an
+	// allocation per call.
+	rmu, wmu        sync.Mutex
 	rp, wp          []byte
 	rn, wn          int
 	rerr, werr      error
@@ -91,10 +95,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	c.rmu.Lock()
 	c.rp = p
 	err := c.raw.Read(c.readFn)
 	n, rerr := c.rn, c.rerr
 	c.rp, c.rerr = nil, nil
+	c.rmu.Unlock()
 	switch {
 	case err != nil:
 		return 0, err // a deadline, or the socket closed
@@ -120,10 +126,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if c.raw == nil {
 		return c.Conn.Write(p)
 	}
+	c.wmu.Lock()
 	c.wp, c.wn = p, 0
 	err := c.raw.Write(c.writeFn)
 	n, werr := c.wn, c.werr
 	c.wp, c.werr = nil, nil
+	c.wmu.Unlock()
 	if err == nil && werr != nil {
 		err = c.opError("write", werr)
 	}
@@ -159,5 +167,9 @@ func (c *Conn) Pending() bool {
 }
 
 func (c *Conn) opError(op string, err error) error {
-	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, err)}
+	e := &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, err)}
+	if e.Source != nil {
+		e.Net = e.Source.Network()
+	}
+	return e
 }

@@ -92,3 +92,34 @@ func TestWrapNonSocket(t *testing.T) {
 		t.Errorf("%d %v", n, err)
 	}
 }
+
+// Writes from several goroutines at once each go out whole.
+func TestConcurrentWrites(t *testing.T) {
+	c, peer := pair(t)
+	const writers, size = 4, 256 << 10
+	for w := range writers {
+		go func() {
+			b := make([]byte, size)
+			for i := range b {
+				b[i] = byte('a' + w)
+			}
+			if _, err := c.Write(b); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	got, err := io.ReadAll(io.LimitReader(peer, writers*size))
+	if err != nil || len(got) != writers*size {
+		t.Fatalf("read %d: %v", len(got), err)
+	}
+	// Each write is one run of its letter.
+	runs := 0
+	for i := range got {
+		if i == 0 || got[i] != got[i-1] {
+			runs++
+		}
+	}
+	if runs != writers {
+		t.Errorf("%d runs of bytes, want %d: writes were interleaved", runs, writers)
+	}
+}
