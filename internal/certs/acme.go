@@ -330,6 +330,12 @@ func (m *Manager) configForCert(cert certmagic.Certificate) (*certmagic.Config, 
 	return gen.http, nil
 }
 
+// handshakeLookup bounds what certmagic may do for one handshake (storage
+// reads, the on-demand "ask", issuing a certificate): a client does not
+// wait longer, and a pile of handshakes for made-up names must not hold
+// their goroutines and sockets for certmagic's own limits (minutes).
+const handshakeLookup = 10 * time.Second
+
 // acmeCertificate returns the ACME certificate for the handshake, obtaining
 // one on demand when the policy allows; nil when there is none (yet).
 func (m *Manager) acmeCertificate(hello *tls.ClientHelloInfo, name string, configured bool) *tls.Certificate {
@@ -337,13 +343,15 @@ func (m *Manager) acmeCertificate(hello *tls.ClientHelloInfo, name string, confi
 	if gen == nil || (!configured && gen.demand == nil) {
 		return nil // spare certmagic's cache-miss path for names it cannot serve
 	}
-	if c, err := gen.http.GetCertificate(hello); err == nil {
+	ctx, cancel := context.WithTimeout(hello.Context(), handshakeLookup)
+	defer cancel()
+	if c, err := gen.http.GetCertificateWithContext(ctx, hello); err == nil {
 		return c
 	}
 	if gen.demand == nil || gen.exact[name] {
 		return nil
 	}
-	c, err := gen.demand.GetCertificate(hello)
+	c, err := gen.demand.GetCertificateWithContext(ctx, hello)
 	if errors.Is(err, errRefused) {
 		// Debug: scanners send made-up names all day.
 		m.log().Debug("no on-demand certificate", "server_name", name, "error", err)
@@ -367,7 +375,9 @@ func (m *Manager) challengeCertificate(hello *tls.ClientHelloInfo) (*tls.Certifi
 	if gen == nil {
 		return nil, errors.New("no ACME challenge is being answered")
 	}
-	return gen.http.GetCertificate(hello)
+	ctx, cancel := context.WithTimeout(hello.Context(), handshakeLookup)
+	defer cancel()
+	return gen.http.GetCertificateWithContext(ctx, hello)
 }
 
 // HTTPChallenge answers ACME HTTP-01 requests under
