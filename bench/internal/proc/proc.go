@@ -78,17 +78,19 @@ func (p *Proc) Exited() bool {
 	}
 }
 
-// Stop asks the process to finish (SIGTERM; nginx and HAProxy stop their
-// workers on it), then kills it by pid after a grace period.
+// Stop asks the process and its children to finish (SIGTERM to its
+// process group: nginx's workers too), then kills the group after a grace
+// period.
 func (p *Proc) Stop() {
 	if p == nil || p.Exited() {
 		return
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	pg := -p.Pid()
+	syscall.Kill(pg, syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
+		syscall.Kill(pg, syscall.SIGKILL)
 		<-p.done
 	}
 }
