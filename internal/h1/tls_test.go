@@ -131,19 +131,7 @@ func TestTLSHandshakeFailure(t *testing.T) {
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: secure.test\r\n\r\n")
 	io.Copy(io.Discard, c) // closed by the server
 	c.Close()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		r.mu.Lock()
-		n := len(r.handshakeErrs)
-		r.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d handshake failures reported", n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	r.waitHandshakeFailures(t, 1)
 }
 
 // A client that stalls in the handshake is closed when the read-header
@@ -165,16 +153,23 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("closed after %v", d)
 	}
+	r.waitHandshakeFailures(t, 1)
+}
+
+// waitHandshakeFailures waits until want handshake failures have been
+// reported.
+func (r *rig) waitHandshakeFailures(t *testing.T, want int) {
+	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		r.mu.Lock()
 		n := len(r.handshakeErrs)
 		r.mu.Unlock()
-		if n == 1 {
-			break
+		if n == want {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d handshake failures reported", n)
+			t.Fatalf("%d handshake failures reported, want %d", n, want)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
