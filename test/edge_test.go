@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -427,5 +428,52 @@ func TestAccessLog(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("access log lacks %s:\n%s", want, logs)
 		}
+	}
+}
+
+// Shutdown closes the instance's idle upstream connections, whichever
+// client opened them: the backend sees every connection end.
+func TestShutdownClosesIdleUpstreamConnections(t *testing.T) {
+	var open atomic.Int32
+	backend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	}))
+	backend.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	backend.Start()
+	t.Cleanup(backend.Close)
+	g := gatetest.Start(t, proxyConfig(backend.URL, ""))
+	for _, c := range []*http.Client{g.Client(), g.ClientHTTP1()} { // HTTP/2 (net/http), HTTP/1.1 (the loops)
+		for _, body := range []io.Reader{nil, strings.NewReader("upload")} {
+			req, _ := http.NewRequest("POST", g.URL("example.org", "/"), body)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	if open.Load() == 0 {
+		t.Fatal("no upstream connection is open")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for open.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := open.Load(); n != 0 {
+		t.Errorf("%d upstream connections still open after shutdown", n)
 	}
 }

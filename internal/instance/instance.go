@@ -362,5 +362,8 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 	in.draining.Wait()
 	in.certs.Stop()
 	in.gen.Load().close()
+	// Idle upstream connections end with the instance, not with the
+	// process, which may go on (a test, a restart in place).
+	in.transports.CloseIdle()
 	return errors.Join(errs...)
 }
