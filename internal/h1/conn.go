@@ -1126,6 +1126,16 @@ func (c *conn) close() {
 	if c.tls != nil {
 		c.tls.CloseWrite() // close_notify, sent if the socket takes it now
 		c.flushTLS()
+		if s := c.sock; s.buf != nil {
+			// The last ciphertext read, which a connection closed after
+			// its answer never comes back for.
+			l.putBuf(s.buf)
+			s.buf, s.in = nil, nil
+		}
+		if s := c.sock; s.out != nil {
+			l.putBuf(s.out) // what the socket would not take: dropped
+			s.out, s.outOff = nil, 0
+		}
 	}
 	l.closeFd(c.fd)
 	c.fd = -1

@@ -48,7 +48,10 @@ type loop struct {
 	idle   map[netip.AddrPort][]*upConn
 	free   []*exchange
 	bufs   [][]byte // readSize buffers for TLS ciphertext
-	events []unix.EpollEvent
+	// bufsMade counts the buffers getBuf had to allocate: with every
+	// buffer given back, it stays at the most ever lent at once.
+	bufsMade atomic.Int64
+	events   []unix.EpollEvent
 
 	now      int64 // unix nanoseconds, once per wake-up
 	nextScan int64
@@ -339,6 +342,7 @@ func (l *loop) getBuf() []byte {
 		l.bufs = l.bufs[:n-1]
 		return b[:cap(b)]
 	}
+	l.bufsMade.Add(1)
 	return make([]byte, readSize)
 }
 

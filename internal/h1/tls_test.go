@@ -174,3 +174,29 @@ func (r *rig) waitHandshakeFailures(t *testing.T, want int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Connections closed after one answer give their ciphertext buffers back
+// to the loop: many in a row need no more buffers than one does.
+func TestTLSBuffersComeBack(t *testing.T) {
+	cfg, pool := selfSigned(t)
+	r := newRig(t, http.HandlerFunc(echo), rigOptions{tls: cfg})
+	const conns = 100
+	for i := range conns {
+		c := r.dialTLS(t, pool, "http/1.1")
+		resp, body := c.roundTrip("GET /x HTTP/1.1\r\nHost: secure.test\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 200 || body != "hello from the backend\n" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+		if _, err := io.Copy(io.Discard, c.br); err != nil { // until the server closes
+			t.Fatalf("request %d: %v", i, err)
+		}
+		c.c.Close()
+	}
+	var made int64
+	for _, l := range r.eng.loops {
+		made += l.bufsMade.Load()
+	}
+	if made > 8 {
+		t.Errorf("%d buffers made for %d connections one after another", made, conns)
+	}
+}
