@@ -22,6 +22,7 @@ import (
 	"github.com/miekg/dns"
 
 	"gatehouse/internal/journey"
+	"gatehouse/internal/testserve"
 )
 
 // serve accepts on g.Listener(ln) and greets every allowed connection with
@@ -36,27 +37,11 @@ func serve(t *testing.T, g *Guard, yaml string) (*Guard, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := g.Listener(ln)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { fl.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := fl.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.Write([]byte("ok"))
-				c.SetReadDeadline(time.Now().Add(5 * time.Second))
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
+	testserve.Serve(t, g.Listener(ln), func(c net.Conn, _ int) {
+		c.Write([]byte("ok"))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		io.Copy(io.Discard, c)
+	})
 	return g, ln.Addr().String()
 }
 

@@ -34,6 +34,7 @@ import (
 	"gatehouse/internal/route"
 	"gatehouse/internal/static"
 	"gatehouse/internal/syncbuf"
+	"gatehouse/internal/testserve"
 	"gatehouse/internal/upstream"
 )
 
@@ -1245,24 +1246,7 @@ func TestUploadToNameFailsOver(t *testing.T) {
 // it returns the upstream's URL.
 func rawUpstream(t *testing.T, serve func(net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				serve(conn)
-			}()
-		}
-	}()
-	return "http://" + ln.Addr().String()
+	return "http://" + testserve.Listen(t, func(c net.Conn, _ int) { serve(c) })
 }
 
 // refusingAddr is a loopback address where nothing listens.

@@ -11,10 +11,11 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"gatehouse/internal/testserve"
 )
 
 // backend is an httptest server that counts the connections it accepted.
@@ -131,31 +132,10 @@ func TestDirectClosesWhatCannotBeReused(t *testing.T) {
 // rawBackend serves each connection with serve, on a listener of its own.
 func rawBackend(t *testing.T, serve func(c net.Conn, br *bufio.Reader, n int)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait) // runs after the listener is closed
-	t.Cleanup(func() { ln.Close() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for n := 0; ; n++ {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				serve(c, bufio.NewReader(c), n)
-			}()
-		}
-	}()
-	return "http://" + ln.Addr().String()
+	return "http://" + testserve.Listen(t, func(c net.Conn, n int) {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		serve(c, bufio.NewReader(c), n)
+	})
 }
 
 const okAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
