@@ -48,8 +48,9 @@ type loop struct {
 	idle   map[netip.AddrPort][]*upConn
 	free   []*exchange
 	bufs   [][]byte // readSize buffers for TLS ciphertext
-	// bufsMade counts the buffers getBuf had to allocate: with every
-	// buffer given back, it stays at the most ever lent at once.
+	// bufsMade counts the buffers getBuf had to allocate: while every
+	// buffer comes back (and no more than the free list keeps are lent at
+	// once), it stays at the most ever lent at once.
 	bufsMade atomic.Int64
 	events   []unix.EpollEvent
 
