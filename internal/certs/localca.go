@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"gatehouse/internal/atomicfile"
 )
 
 // LocalCA is gatehouse's own certificate authority: an ECDSA P-256 root made
@@ -105,10 +107,10 @@ func createCA(dir string) (*LocalCA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, rootKeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, rootKeyFile), keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, rootCertFile), certPEM, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, rootCertFile), certPEM, 0o644); err != nil {
 		return nil, err
 	}
 	return &LocalCA{Cert: cert, CertPEM: certPEM, key: key}, nil
@@ -158,30 +160,4 @@ func (ca *LocalCA) Issue(names []string, lifetime time.Duration) (*tls.Certifica
 
 func randSerial() (*big.Int, error) {
 	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-}
-
-// writeFileAtomic writes through a temporary file and a rename, so a crash
-// never leaves a half-written key or certificate behind.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"gatehouse/internal/atomicfile"
 )
 
 // statusFile, in <data>/acme, keeps what storage does not: the last error
@@ -71,7 +73,7 @@ func (b *statusBook) update(f func(*statusData)) {
 	f(&b.data)
 	raw, err := json.MarshalIndent(&b.data, "", "  ")
 	if err == nil {
-		err = writeFileAtomic(b.path, raw, 0o600)
+		err = atomicfile.Write(b.path, raw, 0o600)
 	}
 	_ = err // status is advisory; issuance does not depend on it
 }
