@@ -95,6 +95,7 @@ type source struct {
 	violations  []time.Time // ring of the last bans.after violations
 	vnext       int
 	bannedUntil time.Time
+	banReason   Violation
 	seen        time.Time
 }
 
@@ -330,18 +331,13 @@ func (g *Guard) Report(src netip.Addr, kind Violation) {
 		s.mu.Unlock()
 		return
 	}
-	st.bannedUntil = now.Add(p.bans.BanTime())
+	st.bannedUntil, st.banReason = now.Add(p.bans.BanTime()), kind
 	st.violations, st.vnext = st.violations[:0], 0
 	s.mu.Unlock()
 
-	g.banned.Add(1)
 	g.bansTotal.Add(1)
-	bits := 32
-	if k.Is6() {
-		bits = 64
-	}
-	b := Ban{Source: netip.PrefixFrom(k, bits), Until: now.Add(p.bans.BanTime()), Reason: kind}
-	time.AfterFunc(p.bans.BanTime(), func() { g.banned.Add(-1) })
+	b := Ban{Source: banPrefix(k), Until: now.Add(p.bans.BanTime()), Reason: kind}
+	g.countBan(b.Until)
 	if g.Logger != nil {
 		g.Logger.Warn("firewall: source banned", "source", b.Source.String(), "until", b.Until.Format(time.RFC3339), "reason", kind.String(), "violations", n)
 	}
@@ -363,16 +359,55 @@ func (g *Guard) Bans() []Ban {
 		s.mu.Lock()
 		for k, st := range s.m {
 			if isBanned(st, now) {
-				bits := 32
-				if k.Is6() {
-					bits = 64
-				}
-				out = append(out, Ban{Source: netip.PrefixFrom(k, bits), Until: st.bannedUntil})
+				out = append(out, Ban{Source: banPrefix(k), Until: st.bannedUntil, Reason: st.banReason})
 			}
 		}
 		s.mu.Unlock()
 	}
 	return out
+}
+
+// countBan counts a ban in force until until. The count only tells lookups
+// whether any ban may be in force, so it may run high (a ban lifted early,
+// or lengthened) but never low.
+func (g *Guard) countBan(until time.Time) {
+	g.banned.Add(1)
+	time.AfterFunc(time.Until(until), func() { g.banned.Add(-1) })
+}
+
+// banPrefix is the prefix a ban on the source key k covers.
+func banPrefix(k netip.Addr) netip.Prefix {
+	if k.Is6() {
+		return netip.PrefixFrom(k, 64)
+	}
+	return netip.PrefixFrom(k, 32)
+}
+
+// Restore puts back bans kept from an earlier process (see EncodeBans),
+// those not yet over, and returns how many it put back. A source already
+// banned keeps the later of the two ends.
+func (g *Guard) Restore(bans []Ban) int {
+	now := time.Now()
+	n := 0
+	for _, b := range bans {
+		if !b.Until.After(now) {
+			continue
+		}
+		k := sourceKey(b.Source.Addr())
+		s := g.shardOf(k)
+		s.mu.Lock()
+		st := g.get(s, k, now, true)
+		later := st != nil && b.Until.After(st.bannedUntil)
+		if later {
+			st.bannedUntil, st.banReason = b.Until, b.Reason
+		}
+		s.mu.Unlock()
+		if later {
+			g.countBan(b.Until)
+			n++
+		}
+	}
+	return n
 }
 
 // Unban lifts a ban on the source holding a (for the admin API).

@@ -247,7 +247,7 @@ func TestBanTripsAndExpires(t *testing.T) {
 		t.Error("banned source got through")
 	}
 	c.Close()
-	if st := g.Status(); len(st.Bans) != 1 || st.Bans[0].Source != "127.0.0.10" || st.BansTotal != 1 {
+	if st := g.Status(); len(st.Bans) != 1 || st.Bans[0].Source != "127.0.0.10" || st.Bans[0].Reason != "connections" || st.BansTotal != 1 {
 		t.Errorf("status bans: %+v", st.Bans)
 	}
 	// Reported violations count too; exempt sources are never banned.

@@ -42,6 +42,7 @@ type RuleStatus struct {
 type BanStatus struct {
 	Source string    `json:"source"`
 	Until  time.Time `json:"until"`
+	Reason string    `json:"reason"` // the violation that tipped the count
 }
 
 // Status returns the counters, bans and sampled denials.
@@ -68,7 +69,7 @@ func (g *Guard) Status() Status {
 		}
 	}
 	for _, b := range g.Bans() {
-		st.Bans = append(st.Bans, BanStatus{Source: prefixString(b.Source), Until: b.Until})
+		st.Bans = append(st.Bans, BanStatus{Source: prefixString(b.Source), Until: b.Until, Reason: b.Reason.String()})
 	}
 	g.sampleMu.Lock()
 	n := min(g.sampleN, sampleKeep)

@@ -1,0 +1,109 @@
+package firewall
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRestoreBans: bans kept by one guard shut the same sources out of a
+// new one, with their ends and reasons, and those over are left out.
+func TestRestoreBans(t *testing.T) {
+	old := NewGuard(compile(t, "firewall:\n  bans: {after: 2, within: 10s, for: 1h}\n"))
+	old.Report(netip.MustParseAddr("127.0.0.20"), ViolationRequestRate)
+	old.Report(netip.MustParseAddr("127.0.0.20"), ViolationRequestRate)
+	old.Report(netip.MustParseAddr("2001:db8:1:2::7"), ViolationHTTPError)
+	old.Report(netip.MustParseAddr("2001:db8:1:2::8"), ViolationHTTPError) // the same /64
+	kept := old.Bans()
+	if len(kept) != 2 {
+		t.Fatalf("bans before the restart: %+v", kept)
+	}
+	file := EncodeBans(append(kept, Ban{Source: netip.MustParsePrefix("127.0.0.21/32"), Until: time.Now().Add(-time.Second)}))
+	bans, err := DecodeBans(file)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, file)
+	}
+
+	g, addr := serve(t, nil, "firewall:\n  bans: {after: 2, within: 10s, for: 1h}\n")
+	if n := g.Restore(bans); n != 2 {
+		t.Errorf("restored %d bans, want 2 (the third is over)", n)
+	}
+	for src, want := range map[string]bool{"127.0.0.20": false, "127.0.0.21": true, "127.0.0.22": true} {
+		c := dialFrom(t, src, addr)
+		if got := greeted(t, c); got != want {
+			t.Errorf("after the restore, %s allowed %v, want %v", src, got, want)
+		}
+		c.Close()
+	}
+	if !g.isBannedAddr(netip.MustParseAddr("2001:db8:1:2::99")) || g.isBannedAddr(netip.MustParseAddr("2001:db8:1:3::1")) {
+		t.Error("the restored IPv6 ban does not cover its /64 alone")
+	}
+	got := g.Bans()
+	sortBans(got)
+	sortBans(kept)
+	for i := range got {
+		if got[i].Source != kept[i].Source || got[i].Reason != kept[i].Reason || !got[i].Until.Equal(kept[i].Until) {
+			t.Errorf("restored ban %d is %+v, want %+v", i, got[i], kept[i])
+		}
+	}
+	if !g.Unban(netip.MustParseAddr("127.0.0.20")) {
+		t.Error("Unban of a restored ban reported none")
+	}
+	c := dialFrom(t, "127.0.0.20", addr)
+	if !greeted(t, c) {
+		t.Error("unbanned source still shut out")
+	}
+	c.Close()
+}
+
+func sortBans(b []Ban) {
+	slices.SortFunc(b, func(x, y Ban) int { return strings.Compare(x.Source.String(), y.Source.String()) })
+}
+
+func TestDecodeBansErrors(t *testing.T) {
+	for _, tc := range []struct{ file, want string }{
+		{`{"bans": [`, "not a bans file"},
+		{`{"bans": [{"source": "bogus", "until": "2030-01-01T00:00:00Z", "reason": "HTTP 4xx"}]}`, "ban 1:"},
+		{`{"bans": [{"source": "203.0.113.0/24", "until": "2030-01-01T00:00:00Z", "reason": "HTTP 4xx"}]}`, "not an IPv4 /32 or an IPv6 /64"},
+		{`{"bans": [{"source": "2001:db8::1/64", "until": "2030-01-01T00:00:00Z", "reason": "HTTP 4xx"}]}`, "not an IPv4 /32 or an IPv6 /64"},
+		{`{"bans": [{"source": "203.0.113.1/32", "until": "2030-01-01T00:00:00Z", "reason": "HTTP 4xx"}, {"source": "203.0.113.2/32", "until": "2030-01-01T00:00:00Z", "reason": "bad luck"}]}`, `ban 2: unknown reason "bad luck"`},
+	} {
+		if _, err := DecodeBans([]byte(tc.file)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("DecodeBans(%s) = %v, want an error with %q", tc.file, err, tc.want)
+		}
+	}
+	if bans, err := DecodeBans([]byte(`{"bans": []}`)); err != nil || len(bans) != 0 {
+		t.Errorf("empty file: %v, %v", bans, err)
+	}
+}
+
+// FuzzDecodeBans: any bytes give bans or an error, never a panic, and
+// what decodes encodes back to the same bans.
+func FuzzDecodeBans(f *testing.F) {
+	f.Add(EncodeBans([]Ban{
+		{Source: netip.MustParsePrefix("203.0.113.7/32"), Until: time.Unix(1900000000, 0), Reason: ViolationRequestRate},
+		{Source: netip.MustParsePrefix("2001:db8::/64"), Until: time.Unix(1900000000, 5), Reason: ViolationTLSHandshake},
+	}))
+	f.Add([]byte(`{"bans": [{"source": "::ffff:1.2.3.4/128", "until": "2030-01-01T00:00:00Z", "reason": "connections"}]}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		bans, err := DecodeBans(data)
+		if err != nil {
+			return
+		}
+		again, err := DecodeBans(EncodeBans(bans))
+		if err != nil {
+			t.Fatalf("re-encoded bans do not decode: %v", err)
+		}
+		if len(again) != len(bans) {
+			t.Fatalf("%d bans became %d", len(bans), len(again))
+		}
+		for i := range bans {
+			if again[i].Source != bans[i].Source || again[i].Reason != bans[i].Reason || !again[i].Until.Equal(bans[i].Until) {
+				t.Fatalf("ban %d: %+v became %+v", i, bans[i], again[i])
+			}
+		}
+	})
+}
