@@ -117,13 +117,35 @@ func (t *Table) addBan(b firewall.Ban) error {
 	if left < time.Second {
 		return nil // about to expire; the kernel counts timeouts in ms but a past one is refused
 	}
-	set, key := t.ban4, b.Source.Addr().AsSlice()
-	if b.Source.Addr().Is6() {
-		set = t.ban6
-		pf, _ := b.Source.Addr().Prefix(64)
-		key = pf.Addr().AsSlice()
-	}
+	set, key := t.banElement(b.Source)
 	return t.conn.SetAddElements(set, []nftables.SetElement{{Key: key, Timeout: left.Truncate(time.Millisecond)}})
+}
+
+// banElement is the set and key that hold a ban on src.
+func (t *Table) banElement(src netip.Prefix) (*nftables.Set, []byte) {
+	if src.Addr().Is6() {
+		pf, _ := src.Addr().Prefix(64)
+		return t.ban6, pf.Addr().AsSlice()
+	}
+	return t.ban4, src.Addr().AsSlice()
+}
+
+// Unban lets src's packets in again before its ban ends. A ban the kernel
+// no longer holds (it ended, or was never added) is not an error.
+func (t *Table) Unban(src netip.Prefix) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ban4 == nil {
+		return errors.New("nftables: no table installed")
+	}
+	set, key := t.banElement(src)
+	if err := t.conn.SetDeleteElements(set, []nftables.SetElement{{Key: key}}); err != nil {
+		return err
+	}
+	if err := t.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("nftables: unbanning %s: %w", src, err)
+	}
+	return nil
 }
 
 // Remove deletes the table; a table already gone is not an error.

@@ -221,6 +221,16 @@ func TestKernelEnforcesPolicy(t *testing.T) {
 	}
 	check("reloaded", map[string]map[string]string{allowed: {"ssh": "open", "rejected": "open"}, other: {"web": "dropped"}})
 
+	// An unban takes the element out at once; one the kernel no longer
+	// holds is not an error.
+	if err := tbl.Unban(ban.Source); err != nil {
+		t.Fatal(err)
+	}
+	check("unbanned", map[string]map[string]string{other: {"web": "open"}})
+	if err := tbl.Unban(ban.Source); err != nil {
+		t.Errorf("unbanning twice: %v", err)
+	}
+
 	if err := tbl.Remove(); err != nil {
 		t.Fatal(err)
 	}

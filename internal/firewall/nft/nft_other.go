@@ -4,6 +4,7 @@ package nft
 
 import (
 	"errors"
+	"net/netip"
 
 	"gatehouse/internal/firewall"
 )
@@ -25,5 +26,6 @@ func Open(Options) (*Table, error) { return nil, ErrUnsupported }
 
 func (*Table) Apply(*firewall.Policy, []firewall.Ban) error { return ErrUnsupported }
 func (*Table) Ban(firewall.Ban) error                       { return ErrUnsupported }
+func (*Table) Unban(netip.Prefix) error                     { return ErrUnsupported }
 func (*Table) Remove() error                                { return ErrUnsupported }
 func (*Table) Installed() (bool, error)                     { return false, ErrUnsupported }
