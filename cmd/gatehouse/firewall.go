@@ -1,18 +1,26 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
+	"net/url"
 
 	"gatehouse/internal/firewall"
 )
 
-// cmdFirewall is `gatehouse firewall explain --from ADDR --to PROTO/PORT`.
+// cmdFirewall is `gatehouse firewall explain --from ADDR --to PROTO/PORT`
+// and `gatehouse firewall unban ADDR`.
 func cmdFirewall(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "unban" {
+		return cmdUnban(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "explain" {
-		return usageErr("firewall knows one command: gatehouse firewall explain --from 203.0.113.5 --to tcp/22 [-c FILE]")
+		return usageErr("firewall knows two commands: gatehouse firewall explain --from 203.0.113.5 --to tcp/22 [-c FILE], gatehouse firewall unban 203.0.113.5 [-c FILE]")
 	}
 	flags := flag.NewFlagSet("firewall explain", flag.ContinueOnError)
 	flags.SetOutput(stderr)
@@ -40,5 +48,48 @@ func cmdFirewall(args []string, stdout, stderr io.Writer) error {
 		return &exitError{code: 2, err: err}
 	}
 	fmt.Fprint(stdout, firewall.Explain(p, src, proto.String(), port))
+	return nil
+}
+
+// cmdUnban asks the running gatehouse, through its admin API, to lift the
+// ban on a source.
+func cmdUnban(args []string, stdout, stderr io.Writer) error {
+	flags := flag.NewFlagSet("firewall unban", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	cf := commonFlags{warn: stderr}
+	cf.register(flags)
+	rest, err := parseInterleaved(flags, args)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if len(rest) != 1 {
+		return usageErr("gatehouse firewall unban ADDRESS [-c FILE]: one address, the banned source")
+	}
+	src, err := netip.ParseAddr(rest[0])
+	if err != nil {
+		return usageErr("%q is not an address", rest[0])
+	}
+	cfg, err := cf.load()
+	if err != nil {
+		return err
+	}
+	if cfg.Admin.Listen == "" {
+		return fmt.Errorf("%s has no admin API (admin.listen) to send the unban to: add one", cfg.File)
+	}
+	resp, err := adminRequest(cfg, cf, "POST", "/firewall/unban?source="+url.QueryEscape(src.String()))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Error string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK && out.Error == "" {
+		return fmt.Errorf("admin API answered %s", resp.Status)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return &exitError{code: 1, err: errors.New(out.Error)}
+	}
+	fmt.Fprintf(stdout, "the ban on %s is lifted\n", src)
 	return nil
 }

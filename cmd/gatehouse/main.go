@@ -21,6 +21,7 @@ Usage:
   gatehouse trace URL [--dns ADDR]         walk a request's journey: DNS, firewall, TCP, TLS, proxy, app
   gatehouse explain [-c FILE] URL [--from ADDR]  what the config does with a request, without running
   gatehouse firewall explain --from ADDR --to tcp/22   which rule decides, from the config alone
+  gatehouse firewall unban ADDR [-c FILE]              lift a ban on the running gatehouse
   gatehouse import nginx FILE [-o OUT]     convert an nginx config (run -c also runs nginx files as they are)
   gatehouse ca [--data DIR]                print the local CA's root certificate (PEM)
   gatehouse certs [--data DIR] [--json]    list certificates: names, issuer, expiry, next renewal, last error

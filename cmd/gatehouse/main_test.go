@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gatehouse/internal/firewall"
+	"gatehouse/internal/gatetest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -272,6 +276,40 @@ func TestFirewallExplainCLI(t *testing.T) {
 		if !strings.HasPrefix(out.String(), tc.want) {
 			t.Errorf("--from %s --to %s:\n%s\nwant a first line %q", tc.from, tc.to, out.String(), tc.want)
 		}
+	}
+}
+
+// TestFirewallUnbanCLI lifts, through the admin API, a ban the instance
+// took back from its data folder.
+func TestFirewallUnbanCLI(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	os.MkdirAll(filepath.Join(data, "firewall"), 0o700)
+	ban := firewall.Ban{Source: netip.MustParsePrefix("127.0.0.41/32"), Until: time.Now().Add(time.Hour), Reason: firewall.ViolationHTTPError}
+	os.WriteFile(filepath.Join(data, "firewall", "bans.json"), firewall.EncodeBans([]firewall.Ban{ban}), 0o600)
+	cfg := "data: " + data + "\nadmin: {listen: 127.0.0.1:0, token: tok}\nfirewall: {bans: {after: 5}}\nsites:\n  - hosts: [example.org]\n    routes: [{path: /, respond: hi}]\n"
+	g := gatetest.Start(t, cfg)
+	if len(g.Status()["firewall"].(firewall.Status).Bans) != 1 {
+		t.Fatalf("the kept ban is not in force: %+v", g.Status()["firewall"])
+	}
+	// The command reads the admin address and token from the config.
+	path := filepath.Join(dir, "gatehouse.yaml")
+	os.WriteFile(path, []byte(strings.Replace(cfg, "127.0.0.1:0", g.AdminAddr(), 1)), 0o600)
+	for _, tc := range []struct {
+		code int
+		want string
+	}{{0, "the ban on 127.0.0.41 is lifted"}, {1, "127.0.0.41 is not banned"}} {
+		var out bytes.Buffer
+		if code := run([]string{"firewall", "unban", "127.0.0.41", "-c", path}, &out, &out); code != tc.code || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("exit %d, want %d: %s (want %q)", code, tc.code, out.String(), tc.want)
+		}
+	}
+	if bans := g.Status()["firewall"].(firewall.Status).Bans; len(bans) != 0 {
+		t.Errorf("bans after the unban: %+v", bans)
+	}
+	var out bytes.Buffer
+	if code := run([]string{"firewall", "unban", "nope", "-c", path}, &out, &out); code != 2 {
+		t.Errorf("a bad address: exit %d: %s", code, out.String())
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 
@@ -34,6 +35,9 @@ type API struct {
 	Config func() *config.Config
 	// Status returns every room's status, as JSON-encodable values.
 	Status func() map[string]any
+	// Unban lifts the firewall's ban on the source holding an address,
+	// and reports whether there was one.
+	Unban func(netip.Addr) (bool, error)
 	// Ready returns nil once every listener is up and certificates load.
 	Ready func() error
 	// Metrics serves /metrics; Journeys the recent journey records.
@@ -71,6 +75,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("POST /reload", a.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.answerReload(w, a.ReloadFile())
 	})))
+	mux.Handle("POST /firewall/unban", a.auth(http.HandlerFunc(a.unban)))
 	a.mux = mux
 	return http.HandlerFunc(a.serve)
 }
@@ -137,6 +142,24 @@ func (a *API) answerReload(w http.ResponseWriter, err error) {
 		return
 	}
 	writeJSON(w, http.StatusBadRequest, map[string]any{"error": "reload failed; the running config is unchanged: " + err.Error()})
+}
+
+// unban lifts the ban on ?source=ADDR.
+func (a *API) unban(w http.ResponseWriter, r *http.Request) {
+	src, err := netip.ParseAddr(r.URL.Query().Get("source"))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "source must be an IP address: " + err.Error()})
+		return
+	}
+	was, err := a.Unban(src)
+	switch {
+	case err != nil:
+		writeJSON(w, http.StatusInternalServerError, map[string]any{"error": "ban lifted in gatehouse, not in the kernel's table: " + err.Error()})
+	case !was:
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": src.String() + " is not banned"})
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"status": "unbanned", "source": src.String()})
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -48,8 +48,14 @@ func TestRestoreBans(t *testing.T) {
 			t.Errorf("restored ban %d is %+v, want %+v", i, got[i], kept[i])
 		}
 	}
-	if !g.Unban(netip.MustParseAddr("127.0.0.20")) {
-		t.Error("Unban of a restored ban reported none")
+	if src, ok := g.Unban(netip.MustParseAddr("127.0.0.20")); !ok || src != netip.MustParsePrefix("127.0.0.20/32") {
+		t.Errorf("Unban of a restored ban: %v %v", src, ok)
+	}
+	if src, ok := g.Unban(netip.MustParseAddr("2001:db8:1:2::1234")); !ok || src != netip.MustParsePrefix("2001:db8:1:2::/64") {
+		t.Errorf("Unban in a banned /64: %v %v", src, ok)
+	}
+	if _, ok := g.Unban(netip.MustParseAddr("127.0.0.20")); ok {
+		t.Error("a second Unban found a ban")
 	}
 	c := dialFrom(t, "127.0.0.20", addr)
 	if !greeted(t, c) {

@@ -410,16 +410,17 @@ func (g *Guard) Restore(bans []Ban) int {
 	return n
 }
 
-// Unban lifts a ban on the source holding a (for the admin API).
-func (g *Guard) Unban(a netip.Addr) bool {
+// Unban lifts a ban on the source holding a (for the admin API), and
+// returns the prefix the ban covered, if there was one.
+func (g *Guard) Unban(a netip.Addr) (netip.Prefix, bool) {
 	k := sourceKey(a)
 	s := g.shardOf(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.m[k]
 	if !isBanned(st, time.Now()) {
-		return false
+		return netip.Prefix{}, false
 	}
 	st.bannedUntil = time.Time{}
-	return true
+	return banPrefix(k), true
 }

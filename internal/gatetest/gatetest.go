@@ -99,7 +99,10 @@ func StartConfig(t testing.TB, cfg *config.Config) *Gatehouse {
 	}
 	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	data := t.TempDir()
+	data := cfg.Data // a test that restarts on the same data names it
+	if data == "" {
+		data = t.TempDir()
+	}
 	in, err := instance.New(cfg, instance.Options{DataDir: data, Log: log, AccessLog: log})
 	if err != nil {
 		t.Fatalf("instance.New: %v", err)

@@ -88,6 +88,7 @@ func (in *Instance) adminHandler(cfg *config.Config) (http.Handler, error) {
 		Config:     in.Config,
 		Status:     in.Status,
 		Ready:      in.Ready,
+		Unban:      in.Unban,
 		Metrics:    in.metrics.Handler(),
 		Journeys: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")

@@ -2,10 +2,16 @@ package instance
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
+	"gatehouse/internal/atomicfile"
 	"gatehouse/internal/firewall"
 	"gatehouse/internal/firewall/nft"
 	"gatehouse/internal/journey"
@@ -92,4 +98,83 @@ func (in *Instance) removeNftables() {
 			in.log.Warn("firewall: nftables table not removed", "error", err.Error())
 		}
 	}
+}
+
+// bansFile is where bans outlive the process: a source banned for an hour
+// is still banned when gatehouse restarts a minute later.
+func (in *Instance) bansFile() string {
+	return filepath.Join(in.opts.DataDir, "firewall", "bans.json")
+}
+
+// restoreBans puts back the bans kept by the last process. A file that
+// cannot be read is moved aside, kept for a look, and the instance starts
+// without it.
+func (in *Instance) restoreBans() {
+	path := in.bansFile()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	var bans []firewall.Ban
+	if err == nil {
+		bans, err = firewall.DecodeBans(data)
+	}
+	if err != nil {
+		aside := path + ".unreadable"
+		os.Rename(path, aside)
+		in.log.Warn("firewall: bans file not read; gatehouse starts without its bans", "file", path, "kept_as", aside, "error", err.Error())
+		return
+	}
+	if n := in.guard.Restore(bans); n > 0 {
+		in.log.Info("firewall: bans restored", "count", n, "file", path)
+	}
+}
+
+// onBan is the guard's hook for every new ban.
+func (in *Instance) onBan(b firewall.Ban) {
+	in.banInKernel(b)
+	in.bansChanged()
+}
+
+// bansChanged writes the bans file within a second: a burst of bans is one
+// write, and a ban is kept even if the process dies soon after.
+func (in *Instance) bansChanged() {
+	if !in.bansDirty.Swap(true) {
+		time.AfterFunc(time.Second, in.saveBans)
+	}
+}
+
+// saveBans writes the bans in force to the bans file, if they changed
+// since the last write.
+func (in *Instance) saveBans() {
+	in.bansMu.Lock()
+	defer in.bansMu.Unlock()
+	if !in.bansDirty.Swap(false) {
+		return
+	}
+	path := in.bansFile()
+	err := os.MkdirAll(filepath.Dir(path), 0o700)
+	if err == nil {
+		err = atomicfile.Write(path, firewall.EncodeBans(in.guard.Bans()), 0o600)
+	}
+	if err != nil {
+		in.log.Warn("firewall: bans not kept on disk; they hold until gatehouse stops", "file", path, "error", err.Error())
+	}
+}
+
+// Unban lifts the ban on the source holding a, in gatehouse and in the
+// kernel's table. It reports whether there was one.
+func (in *Instance) Unban(a netip.Addr) (bool, error) {
+	src, ok := in.guard.Unban(a)
+	if !ok {
+		return false, nil
+	}
+	in.log.Info("firewall: ban lifted", "source", src.String())
+	in.bansChanged()
+	if t := in.nft.Load(); t != nil {
+		if err := t.Unban(src); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
 }

@@ -86,6 +86,10 @@ type Instance struct {
 	// guard is the firewall: its policy follows the generation, its
 	// per-source state (limits, bans, counters) lives across reloads.
 	guard *firewall.Guard
+	// bansDirty says the bans changed since the bans file was written;
+	// bansMu orders the writes.
+	bansDirty atomic.Bool
+	bansMu    sync.Mutex
 	// nft is the kernel table, when the config asks for nftables.
 	nft atomic.Pointer[nft.Table]
 
@@ -123,7 +127,8 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 		guard: firewall.NewGuard(nil),
 	}
 	in.guard.Logger = in.log
-	in.guard.OnBan = in.banInKernel
+	in.guard.OnBan = in.onBan
+	in.restoreBans()
 	in.setupCerts()
 	in.registerCollectors()
 	g, err := in.compile(cfg, configuredPort(cfg.Listen.HTTPS))
@@ -365,5 +370,6 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 	// Idle upstream connections end with the instance, not with the
 	// process, which may go on (a test, a restart in place).
 	in.transports.CloseIdle()
+	in.saveBans()
 	return errors.Join(errs...)
 }
