@@ -82,7 +82,8 @@ func cmdUnban(args []string, stdout, stderr io.Writer) error {
 	}
 	defer resp.Body.Close()
 	var out struct {
-		Error string `json:"error"`
+		Source string `json:"source"`
+		Error  string `json:"error"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK && out.Error == "" {
 		return fmt.Errorf("admin API answered %s", resp.Status)
@@ -90,6 +91,6 @@ func cmdUnban(args []string, stdout, stderr io.Writer) error {
 	if resp.StatusCode != http.StatusOK {
 		return &exitError{code: 1, err: errors.New(out.Error)}
 	}
-	fmt.Fprintf(stdout, "the ban on %s is lifted\n", src)
+	fmt.Fprintf(stdout, "the ban on %s is lifted\n", out.Source)
 	return nil
 }

@@ -286,7 +286,11 @@ func TestFirewallUnbanCLI(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	os.MkdirAll(filepath.Join(data, "firewall"), 0o700)
 	ban := firewall.Ban{Source: netip.MustParsePrefix("127.0.0.41/32"), Until: time.Now().Add(time.Hour), Reason: firewall.ViolationHTTPError}
-	os.WriteFile(filepath.Join(data, "firewall", "bans.json"), firewall.EncodeBans([]firewall.Ban{ban}), 0o600)
+	file, err := firewall.EncodeBans([]firewall.Ban{ban})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(data, "firewall", "bans.json"), file, 0o600)
 	cfg := "data: " + data + "\nadmin: {listen: 127.0.0.1:0, token: tok}\nfirewall: {bans: {after: 5}}\nsites:\n  - hosts: [example.org]\n    routes: [{path: /, respond: hi}]\n"
 	g := gatetest.Start(t, cfg)
 	if len(g.Status()["firewall"].(firewall.Status).Bans) != 1 {

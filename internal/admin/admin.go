@@ -36,8 +36,8 @@ type API struct {
 	// Status returns every room's status, as JSON-encodable values.
 	Status func() map[string]any
 	// Unban lifts the firewall's ban on the source holding an address,
-	// and reports whether there was one.
-	Unban func(netip.Addr) (bool, error)
+	// and returns what the ban covered ("" when there was none).
+	Unban func(netip.Addr) (string, error)
 	// Ready returns nil once every listener is up and certificates load.
 	Ready func() error
 	// Metrics serves /metrics; Journeys the recent journey records.
@@ -151,14 +151,14 @@ func (a *API) unban(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "source must be an IP address: " + err.Error()})
 		return
 	}
-	was, err := a.Unban(src)
+	lifted, err := a.Unban(src)
 	switch {
 	case err != nil:
-		writeJSON(w, http.StatusInternalServerError, map[string]any{"error": "ban lifted in gatehouse, not in the kernel's table: " + err.Error()})
-	case !was:
+		writeJSON(w, http.StatusInternalServerError, map[string]any{"error": "ban on " + lifted + " lifted in gatehouse, not in the kernel's table: " + err.Error()})
+	case lifted == "":
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": src.String() + " is not banned"})
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"status": "unbanned", "source": src.String()})
+		writeJSON(w, http.StatusOK, map[string]any{"status": "unbanned", "source": lifted})
 	}
 }
 

@@ -23,15 +23,19 @@ type banEntry struct {
 	Reason string    `json:"reason"`
 }
 
-// EncodeBans is the bans file's content for bans.
-func EncodeBans(bans []Ban) []byte {
+// EncodeBans is the bans file's content for bans. It fails only on an end
+// outside years 1 to 9999, which RFC 3339 cannot write (DecodeBans refuses
+// them, and bans made by the clock end within hours).
+func EncodeBans(bans []Ban) ([]byte, error) {
 	f := bansFile{Bans: make([]banEntry, 0, len(bans))}
 	for _, b := range bans {
 		f.Bans = append(f.Bans, banEntry{Source: b.Source.String(), Until: b.Until.UTC(), Reason: b.Reason.String()})
 	}
-	// Cannot fail: strings, and times made by the clock or read from RFC 3339.
-	out, _ := json.MarshalIndent(f, "", "  ")
-	return append(out, '\n')
+	out, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
 }
 
 // DecodeBans reads a bans file. Any entry it cannot read fails the whole
@@ -50,6 +54,9 @@ func DecodeBans(data []byte) ([]Ban, error) {
 		}
 		if p != banPrefix(sourceKey(p.Addr())) {
 			return nil, fmt.Errorf("ban %d: source %s is not an IPv4 /32 or an IPv6 /64", i+1, e.Source)
+		}
+		if y := e.Until.UTC().Year(); y < 1 || y > 9999 {
+			return nil, fmt.Errorf("ban %d: end %s is outside years 1 to 9999", i+1, e.Until)
 		}
 		reason, ok := violationNamed(e.Reason)
 		if !ok {

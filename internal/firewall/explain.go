@@ -74,7 +74,7 @@ func (r *Rule) matches(src netip.Addr) string {
 	case KindDenyList:
 		for i, pf := range r.From {
 			if pf.Contains(src) {
-				return fmt.Sprintf("line %d lists %s", r.Lines[i], prefixString(pf))
+				return fmt.Sprintf("line %d lists %s", r.Lines[i], PrefixString(pf))
 			}
 		}
 	}

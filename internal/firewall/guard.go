@@ -278,7 +278,7 @@ func (g *Guard) AllowPacket(network string, local uint16, src netip.AddrPort) bo
 	}
 	a := src.Addr()
 	v := p.Check(proto, local, a)
-	if v.Allowed() && g.banned.Load() > 0 && g.isBannedAddr(a) {
+	if v.Allowed() && g.banned.Load() > 0 && !p.exempted(a) && g.isBannedAddr(a) {
 		v = Verdict{Action: Deny, Rule: &g.banRule}
 	}
 	p.count(v)
@@ -393,17 +393,21 @@ func (g *Guard) Restore(bans []Ban) int {
 		if !b.Until.After(now) {
 			continue
 		}
+		// A time read from a file has no monotonic reading: the end is
+		// made again from now, so that a wall clock stepping back cannot
+		// make countBan's timer fire before the ban ends.
+		until := now.Add(b.Until.Sub(now))
 		k := sourceKey(b.Source.Addr())
 		s := g.shardOf(k)
 		s.mu.Lock()
 		st := g.get(s, k, now, true)
-		later := st != nil && b.Until.After(st.bannedUntil)
+		later := st != nil && until.After(st.bannedUntil)
 		if later {
-			st.bannedUntil, st.banReason = b.Until, b.Reason
+			st.bannedUntil, st.banReason = until, b.Reason
 		}
 		s.mu.Unlock()
 		if later {
-			g.countBan(b.Until)
+			g.countBan(until)
 			n++
 		}
 	}

@@ -483,6 +483,18 @@ func (p *Policy) exempted(src netip.Addr) bool {
 	return false
 }
 
+// Exempts reports whether any address of pf is exempt from limits and
+// bans: a kernel backend leaves such a ban out, as it cannot spare the one
+// address of a banned /64.
+func (p *Policy) Exempts(pf netip.Prefix) bool {
+	for _, e := range p.exempt {
+		if e.Overlaps(pf) {
+			return true
+		}
+	}
+	return false
+}
+
 // describe writes a rule as it would be written in the config.
 func (r *Rule) describe() string {
 	var b strings.Builder
@@ -512,14 +524,16 @@ func (r *Rule) describe() string {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(prefixString(pf))
+			b.WriteString(PrefixString(pf))
 		}
 	}
 	return b.String()
 }
 
 // prefixString writes a lone address without its /32 or /128.
-func prefixString(pf netip.Prefix) string {
+// PrefixString writes a prefix as the config would: a single address
+// without its length.
+func PrefixString(pf netip.Prefix) string {
 	if pf.IsSingleIP() {
 		return pf.Addr().String()
 	}

@@ -69,7 +69,7 @@ func (g *Guard) Status() Status {
 		}
 	}
 	for _, b := range g.Bans() {
-		st.Bans = append(st.Bans, BanStatus{Source: prefixString(b.Source), Until: b.Until, Reason: b.Reason.String()})
+		st.Bans = append(st.Bans, BanStatus{Source: PrefixString(b.Source), Until: b.Until, Reason: b.Reason.String()})
 	}
 	g.sampleMu.Lock()
 	n := min(g.sampleN, sampleKeep)

@@ -120,8 +120,12 @@ func (in *Instance) restoreBans() {
 		bans, err = firewall.DecodeBans(data)
 	}
 	if err != nil {
+		// Kept aside for a look, where the next write cannot replace it.
 		aside := path + ".unreadable"
-		os.Rename(path, aside)
+		if rerr := os.Rename(path, aside); rerr != nil {
+			in.log.Warn("firewall: bans file not read, nor moved aside; gatehouse starts without its bans and its next write replaces the file", "file", path, "error", err.Error(), "move_error", rerr.Error())
+			return
+		}
 		in.log.Warn("firewall: bans file not read; gatehouse starts without its bans", "file", path, "kept_as", aside, "error", err.Error())
 		return
 	}
@@ -153,9 +157,12 @@ func (in *Instance) saveBans() {
 		return
 	}
 	path := in.bansFile()
-	err := os.MkdirAll(filepath.Dir(path), 0o700)
+	data, err := firewall.EncodeBans(in.guard.Bans())
 	if err == nil {
-		err = atomicfile.Write(path, firewall.EncodeBans(in.guard.Bans()), 0o600)
+		err = os.MkdirAll(filepath.Dir(path), 0o700)
+	}
+	if err == nil {
+		err = atomicfile.Write(path, data, 0o600)
 	}
 	if err != nil {
 		in.log.Warn("firewall: bans not kept on disk; they hold until gatehouse stops", "file", path, "error", err.Error())
@@ -163,18 +170,20 @@ func (in *Instance) saveBans() {
 }
 
 // Unban lifts the ban on the source holding a, in gatehouse and in the
-// kernel's table. It reports whether there was one.
-func (in *Instance) Unban(a netip.Addr) (bool, error) {
+// kernel's table. It returns what the ban covered (a itself, or its /64),
+// or "" when a was not banned.
+func (in *Instance) Unban(a netip.Addr) (string, error) {
 	src, ok := in.guard.Unban(a)
 	if !ok {
-		return false, nil
+		return "", nil
 	}
-	in.log.Info("firewall: ban lifted", "source", src.String())
+	lifted := firewall.PrefixString(src)
+	in.log.Info("firewall: ban lifted", "source", lifted)
 	in.bansChanged()
 	if t := in.nft.Load(); t != nil {
 		if err := t.Unban(src); err != nil {
-			return true, err
+			return lifted, err
 		}
 	}
-	return true, nil
+	return lifted, nil
 }

@@ -43,6 +43,8 @@ type Table struct {
 	table *nftables.Table
 	ban4  *nftables.Set
 	ban6  *nftables.Set
+	// policy is the one installed; its exemptions keep bans out.
+	policy *firewall.Policy
 }
 
 // Options says where the table lives.
@@ -83,7 +85,7 @@ func (t *Table) Apply(p *firewall.Policy, bans []firewall.Ban) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: installing table inet %s: %w", TableName, err)
 	}
-	t.ban4, t.ban6 = b.ban4, b.ban6
+	t.ban4, t.ban6, t.policy = b.ban4, b.ban6, p
 	for _, ban := range bans {
 		if err := t.addBan(ban); err != nil {
 			return err
@@ -116,6 +118,9 @@ func (t *Table) addBan(b firewall.Ban) error {
 	left := time.Until(b.Until)
 	if left < time.Second {
 		return nil // about to expire; the kernel counts timeouts in ms but a past one is refused
+	}
+	if t.policy.Exempts(b.Source) {
+		return nil // gatehouse lets the exempt source in; the kernel must too
 	}
 	set, key := t.banElement(b.Source)
 	return t.conn.SetAddElements(set, []nftables.SetElement{{Key: key, Timeout: left.Truncate(time.Millisecond)}})

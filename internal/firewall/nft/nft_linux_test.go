@@ -231,6 +231,19 @@ func TestKernelEnforcesPolicy(t *testing.T) {
 		t.Errorf("unbanning twice: %v", err)
 	}
 
+	// A source the policy exempts is never dropped for a ban, carried
+	// over or new.
+	exempt := "firewall:\n  nftables: {enabled: true}\n  limits: {exempt: [" + allowed + "]}\n  rules: [{allow: tcp}]\n"
+	if err := tbl.Apply(policy(t, exempt), []firewall.Ban{{Source: netip.MustParsePrefix(allowed + "/32"), Until: time.Now().Add(time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []string{allowed, other} {
+		if err := tbl.Ban(firewall.Ban{Source: netip.MustParsePrefix(src + "/32"), Until: time.Now().Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("exempt", map[string]map[string]string{allowed: {"web": "open"}, other: {"web": "dropped"}})
+
 	if err := tbl.Remove(); err != nil {
 		t.Fatal(err)
 	}
