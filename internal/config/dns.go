@@ -47,6 +47,43 @@ type Zone struct {
 	// Transfer lists the addresses or CIDRs allowed to transfer the whole
 	// zone (AXFR over TCP); nobody may by default.
 	Transfer []string `yaml:"transfer"`
+	// Notify lists the secondaries told of every new serial (RFC 1996
+	// NOTIFY), as addresses with an optional port (default 53). Unset, it
+	// is the lone addresses in Transfer; [] tells nobody.
+	Notify []string `yaml:"notify"`
+}
+
+// NotifyTargets returns where z's NOTIFY messages go (see Zone.Notify).
+// Entries that do not parse are left out; validation reports them.
+func (z *Zone) NotifyTargets() []netip.AddrPort {
+	var out []netip.AddrPort
+	if z.Notify == nil {
+		for _, t := range z.Transfer {
+			if a, err := netip.ParseAddr(t); err == nil {
+				out = append(out, netip.AddrPortFrom(a, 53))
+			}
+		}
+		return out
+	}
+	for _, n := range z.Notify {
+		if ap, err := parseNotify(n); err == nil {
+			out = append(out, ap)
+		}
+	}
+	return out
+}
+
+// parseNotify accepts 192.0.2.53, 192.0.2.53:5353, 2001:db8::53 or
+// [2001:db8::53]:5353.
+func parseNotify(s string) (netip.AddrPort, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(a, 53), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err == nil && ap.Port() == 0 {
+		err = errors.New("port 0")
+	}
+	return ap, err
 }
 
 // Record is one resource record; Name is relative to the zone, @ for the
@@ -448,6 +485,11 @@ func (c *Config) validateZone(errs *ErrorList, d *DNS, z *Zone, apex string) {
 	for i := range z.Transfer {
 		if err := parseTransfer(z.Transfer[i]); err != nil {
 			errs.Add(c.PosOf(&z.Transfer[i]), fmt.Sprintf("transfer %q is not an address or CIDR: write 192.0.2.53 or 192.0.2.0/24", z.Transfer[i]))
+		}
+	}
+	for i := range z.Notify {
+		if _, err := parseNotify(z.Notify[i]); err != nil {
+			errs.Add(c.PosOf(&z.Notify[i]), fmt.Sprintf("notify %q is not an address with an optional port: write 192.0.2.53, 192.0.2.53:5353 or [2001:db8::53]:5353", z.Notify[i]))
 		}
 	}
 	if z.TTL > 1<<31-1 {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +28,8 @@ func TestValidateDNS(t *testing.T) {
 		{"two CNAMEs", "dns:\n  zones:\n    example.org:\n      records:\n        - {name: a, type: CNAME, value: b}\n        - {name: a, type: CNAME, value: c}", `t.yaml:6:11: a.example.org already has a CNAME`},
 		{"SOA below the apex", "dns:\n  zones:\n    example.org:\n      records: [{name: a, type: SOA, value: ns h 1 2 3 4 5}]", `a zone has one SOA record, at its apex`},
 		{"bad transfer", "dns:\n  zones:\n    example.org:\n      transfer: [everyone]", `t.yaml:4:18: transfer "everyone" is not an address or CIDR`},
+		{"bad notify", "dns:\n  zones:\n    example.org:\n      notify: [192.0.2.53, ns2.example.net]", `t.yaml:4:28: notify "ns2.example.net" is not an address with an optional port`},
+		{"notify port 0", "dns:\n  zones:\n    example.org:\n      notify: [\"192.0.2.53:0\"]", `t.yaml:4:16: notify "192.0.2.53:0" is not an address`},
 		{"file and records", "dns:\n  zones:\n    example.org:\n      file: good.zone\n      records: [{name: a, type: A, value: 192.0.2.1}]", `a zone has either a file or records`},
 		{"zone file error has its line", "dns:\n  zones:\n    example.org: {file: bad.zone}", `bad.zone:2:`},
 		{"zone file missing", "dns:\n  zones:\n    example.org: {file: none.zone}", `cannot read zone file`},
@@ -120,4 +123,23 @@ func FuzzRecord(f *testing.F) {
 			t.Fatalf("accepted %q %q %q as %v", name, typ, value, rr)
 		}
 	})
+}
+
+func TestNotifyTargets(t *testing.T) {
+	for _, tc := range []struct {
+		zone string
+		want string
+	}{
+		{"transfer: [192.0.2.53, 198.51.100.0/24, \"2001:db8::53\"]", "[192.0.2.53:53 [2001:db8::53]:53]"},
+		{"transfer: [192.0.2.53]\n      notify: [\"192.0.2.54:5353\", \"2001:db8::54\", \"[2001:db8::55]:5300\"]", "[192.0.2.54:5353 [2001:db8::54]:53 [2001:db8::55]:5300]"},
+		{"transfer: [192.0.2.53]\n      notify: []", "[]"},
+	} {
+		c, err := Parse("t.yaml", []byte("dns:\n  zones:\n    example.org:\n      "+tc.zone+"\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.zone, err)
+		}
+		if got := fmt.Sprint(c.DNS.Zones["example.org"].NotifyTargets()); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.zone, got, tc.want)
+		}
+	}
 }

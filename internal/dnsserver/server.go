@@ -13,6 +13,7 @@ package dnsserver
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,11 +62,18 @@ type Server struct {
 	txt     map[uint64]zone.TXT
 	txtID   uint64
 	txtBump uint32
-	udp     []*net.UDPConn
-	tcp     []*net.TCPListener
-	conns   map[net.Conn]struct{}
-	closed  bool
-	wg      sync.WaitGroup
+	txtHeld map[string]bool // zones that have served a run-time TXT record
+	started bool
+	// notifying cancels the NOTIFY messages of a zone's last change, when
+	// a newer one replaces it; stop cancels them all (Close).
+	notifying map[string]context.CancelFunc
+	stop      context.Context
+	stopAll   context.CancelFunc
+	udp       []*net.UDPConn
+	tcp       []*net.TCPListener
+	conns     map[net.Conn]struct{}
+	closed    bool
+	wg        sync.WaitGroup
 
 	rcodes                      [24]atomic.Uint64
 	dropped, slipped, denied    atomic.Uint64
@@ -96,7 +105,7 @@ func (s *Server) Update(set *zone.Set) error {
 		return err
 	}
 	s.base = set
-	s.zones.Store(eff)
+	s.storeZones(eff)
 	for _, z := range set.Status() {
 		s.log().Info("DNS zone loaded", "zone", z.Name, "serial", z.Serial, "records", z.Records, "source", z.Source)
 	}
@@ -106,7 +115,7 @@ func (s *Server) Update(set *zone.Set) error {
 // withTXT is set with the run-time TXT records; a record whose zone is
 // gone from set is kept for when the zone returns, but not served.
 func (s *Server) withTXT(set *zone.Set) (*zone.Set, error) {
-	if set == nil || len(s.txt) == 0 {
+	if set == nil || len(s.txtHeld) == 0 {
 		return set, nil
 	}
 	ids := make([]uint64, 0, len(s.txt))
@@ -121,7 +130,13 @@ func (s *Server) withTXT(set *zone.Set) (*zone.Set, error) {
 			recs = append(recs, r)
 		}
 	}
-	return set.WithTXT(recs, s.txtBump)
+	held := make([]string, 0, len(s.txtHeld))
+	for apex := range s.txtHeld {
+		if set.Zone(apex) != nil {
+			held = append(held, apex)
+		}
+	}
+	return set.WithTXT(recs, s.txtBump, held)
 }
 
 // PublishTXT serves a TXT record at fqdn until remove is called, across
@@ -138,17 +153,26 @@ func (s *Server) PublishTXT(fqdn, value string) (remove func(), err error) {
 	if s.txt == nil {
 		s.txt = map[uint64]zone.TXT{}
 	}
+	z := s.base.ZoneFor(fqdn)
+	if z == nil {
+		return nil, fmt.Errorf("publishing TXT %s: no zone served here holds it: add its zone to dns.zones", strings.TrimSuffix(fqdn, "."))
+	}
 	s.txt[id] = zone.TXT{Name: fqdn, Value: value}
+	if s.txtHeld == nil {
+		s.txtHeld = map[string]bool{}
+	}
+	held := s.txtHeld[z.Origin]
+	s.txtHeld[z.Origin] = true
 	s.txtBump++
 	eff, err := s.withTXT(s.base)
-	if err == nil && s.base.ZoneFor(fqdn) == nil {
-		err = fmt.Errorf("publishing TXT %s: no zone served here holds it", fqdn)
-	}
 	if err != nil {
 		delete(s.txt, id)
+		if !held {
+			delete(s.txtHeld, z.Origin)
+		}
 		return nil, err
 	}
-	s.zones.Store(eff)
+	s.storeZones(eff)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -157,7 +181,7 @@ func (s *Server) PublishTXT(fqdn, value string) (remove func(), err error) {
 			delete(s.txt, id)
 			s.txtBump++
 			if eff, err := s.withTXT(s.base); err == nil {
-				s.zones.Store(eff)
+				s.storeZones(eff)
 			}
 		})
 	}, nil
@@ -185,6 +209,9 @@ func (s *Server) Start() error {
 	s.Addrs = bound
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The secondaries hear of the zones once they can be asked for them.
+	s.started = true
+	s.notifyChanged(nil, s.zones.Load())
 	for _, u := range s.udp {
 		// Several readers per socket let the kernel spread packets over
 		// the cores; each reader owns its buffers.
@@ -229,6 +256,9 @@ func listenBoth(addr string) (*net.UDPConn, *net.TCPListener, error) {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
+	if s.stopAll != nil {
+		s.stopAll()
+	}
 	for _, u := range s.udp {
 		u.Close()
 	}

@@ -39,6 +39,7 @@ dns:
     example.org:
       ttl: 600
       transfer: [127.0.0.2]
+      notify: []
       records:
         - {name: "@", type: A, value: 192.0.2.1}
         - {name: "@", type: MX, value: "10 mail"}

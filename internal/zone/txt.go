@@ -19,15 +19,37 @@ type TXT struct {
 const TXTTTL = 60
 
 // WithTXT returns a Set that also serves recs, leaving s unchanged. The
-// serial of every zone that gains a record is raised by bump, so
-// secondaries see the change. A name outside the zones, delegated away, or
-// holding a CNAME is an error.
-func (s *Set) WithTXT(recs []TXT, bump uint32) (*Set, error) {
-	if len(recs) == 0 {
+// serial of every zone that gains a record, or is named in held (zones
+// that held one before: a serial back at s's would hide the removal from
+// secondaries), is raised by bump, so secondaries see the change. A name
+// outside the zones, delegated away, or holding a CNAME is an error.
+func (s *Set) WithTXT(recs []TXT, bump uint32, held []string) (*Set, error) {
+	if len(recs) == 0 && len(held) == 0 {
 		return s, nil
 	}
 	inputs := slices.Clone(s.inputs)
 	changed := make([]bool, len(inputs))
+	raise := func(i int) {
+		if changed[i] {
+			return
+		}
+		changed[i] = true
+		rrs := make([]dns.RR, len(inputs[i].rrs))
+		for j, rr := range inputs[i].rrs {
+			if soa, ok := rr.(*dns.SOA); ok {
+				c := dns.Copy(soa).(*dns.SOA)
+				c.Serial += bump
+				rr = c
+			}
+			rrs[j] = rr
+		}
+		inputs[i].rrs = rrs
+	}
+	for _, apex := range held {
+		if i := slices.IndexFunc(inputs, func(in zoneInput) bool { return in.apex == apex }); i >= 0 {
+			raise(i)
+		}
+	}
 	for _, r := range recs {
 		name := dns.CanonicalName(r.Name)
 		if _, ok := dns.IsDomainName(name); !ok || strings.Contains(name, "..") {
@@ -45,19 +67,7 @@ func (s *Set) WithTXT(recs []TXT, bump uint32) (*Set, error) {
 			return nil, fmt.Errorf("publishing TXT %s: the name is delegated to other name servers", strings.TrimSuffix(name, "."))
 		}
 		i := slices.IndexFunc(inputs, func(in zoneInput) bool { return in.apex == z.Origin })
-		if !changed[i] {
-			changed[i] = true
-			rrs := make([]dns.RR, len(inputs[i].rrs))
-			for j, rr := range inputs[i].rrs {
-				if soa, ok := rr.(*dns.SOA); ok {
-					c := dns.Copy(soa).(*dns.SOA)
-					c.Serial += bump
-					rr = c
-				}
-				rrs[j] = rr
-			}
-			inputs[i].rrs = rrs
-		}
+		raise(i)
 		inputs[i].rrs = append(inputs[i].rrs, &dns.TXT{
 			Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: TXTTTL},
 			Txt: splitTXT(r.Value),

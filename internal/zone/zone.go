@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -44,6 +45,7 @@ type Zone struct {
 	cuts   bool // some name below the apex has NS records: a delegation
 	all    []dns.RR
 	allow  []netip.Prefix
+	notify []netip.AddrPort
 }
 
 // node is one name of a zone; an empty node is an empty non-terminal
@@ -59,6 +61,7 @@ type zoneInput struct {
 	source string
 	rrs    []dns.RR
 	allow  []netip.Prefix
+	notify []netip.AddrPort
 }
 
 // Compile builds the Set served for cfg. siteHosts are the host names of
@@ -66,17 +69,32 @@ type zoneInput struct {
 // the zone writes a record of that type (or a CNAME) for them. The error is
 // a config.ErrorList positioned at the records at fault.
 func Compile(cfg config.DNS, siteHosts []string) (*Set, error) {
-	return compile(cfg, siteHosts, time.Now())
+	return compile(cfg, siteHosts, nextSerial(time.Now()))
 }
 
-func compile(cfg config.DNS, siteHosts []string, now time.Time) (*Set, error) {
+// lastSerial is the serial the last Compile gave the SOAs it made. A
+// config compiled again within the same second still gets a higher one:
+// a secondary transfers a zone only when its serial rises.
+var lastSerial atomic.Uint32
+
+func nextSerial(now time.Time) uint32 {
+	for {
+		last := lastSerial.Load()
+		s := max(uint32(now.Unix()), last+1)
+		if lastSerial.CompareAndSwap(last, s) {
+			return s
+		}
+	}
+}
+
+// compile builds the Set; serial is that of the SOAs it makes.
+func compile(cfg config.DNS, siteHosts []string, serial uint32) (*Set, error) {
 	var errs config.ErrorList
 	keys := make([]string, 0, len(cfg.Zones))
 	for k := range cfg.Zones {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	serial := uint32(now.Unix())
 	var inputs []zoneInput
 	seen := map[string]bool{}
 	for _, key := range keys {
@@ -96,7 +114,7 @@ func compile(cfg config.DNS, siteHosts []string, now time.Time) (*Set, error) {
 			continue
 		}
 		seen[apex] = true
-		in := zoneInput{apex: apex, source: "config"}
+		in := zoneInput{apex: apex, source: "config", notify: z.NotifyTargets()}
 		for _, t := range z.Transfer {
 			p, err := netip.ParsePrefix(t)
 			if err != nil {
@@ -238,7 +256,7 @@ func publish(inputs []zoneInput, p config.Publish, hosts []string, zones map[str
 func build(inputs []zoneInput) *Set {
 	s := &Set{zones: make(map[string]*Zone, len(inputs)), inputs: inputs}
 	for _, in := range inputs {
-		z := &Zone{Origin: in.apex, Source: in.source, nodes: map[string]*node{}, allow: in.allow}
+		z := &Zone{Origin: in.apex, Source: in.source, nodes: map[string]*node{}, allow: in.allow, notify: in.notify}
 		for _, rr := range in.rrs {
 			h := rr.Header()
 			if c := dns.CanonicalName(h.Name); c != h.Name {
@@ -359,6 +377,22 @@ func (z *Zone) TransferAllowed(addr netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// Notify returns the secondaries to tell of a new serial.
+func (z *Zone) Notify() []netip.AddrPort { return z.notify }
+
+// Zones lists the zones, sorted by apex.
+func (s *Set) Zones() []*Zone {
+	if s == nil {
+		return nil
+	}
+	out := make([]*Zone, 0, len(s.zones))
+	for _, z := range s.zones {
+		out = append(out, z)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Origin < out[j].Origin })
+	return out
 }
 
 // Transfer returns the zone as an AXFR sends it: the SOA, every other

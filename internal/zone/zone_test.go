@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/miekg/dns"
 
@@ -53,7 +52,7 @@ func compileYAML(t *testing.T, text string, hosts ...string) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	return compile(cfg.DNS, hosts, time.Unix(1700000000, 0))
+	return compile(cfg.DNS, hosts, 1700000000)
 }
 
 func rr(s string) dns.RR {
@@ -249,7 +248,7 @@ func TestWithTXT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2, err := s.WithTXT([]TXT{{"_acme-challenge.example.org", "token1"}, {"_acme-challenge.example.org.", "token2"}}, 1)
+	s2, err := s.WithTXT([]TXT{{"_acme-challenge.example.org", "token1"}, {"_acme-challenge.example.org.", "token2"}}, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,8 +261,20 @@ func TestWithTXT(t *testing.T) {
 	if s2.Zone("example.org").SOA().Serial != s.Zone("example.org").SOA().Serial+1 {
 		t.Error("serial not raised")
 	}
+	// The record gone, the serial stays raised: back at the base's, a
+	// secondary holding the record would never transfer its removal.
+	s3, err := s.WithTXT(nil, 2, []string{"example.org."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s3.Zone("example.org").SOA().Serial != s.Zone("example.org").SOA().Serial+2 {
+		t.Error("serial not raised for a zone that held a record")
+	}
+	if got := s3.Lookup("_acme-challenge.example.org.", dns.TypeTXT); got.Rcode != dns.RcodeNameError {
+		t.Errorf("a held zone serves a record: %v", got)
+	}
 	for _, bad := range []string{"www.example.org", "x.sub.example.org", "example.net", "a..b"} {
-		if _, err := s.WithTXT([]TXT{{bad, "v"}}, 1); err == nil {
+		if _, err := s.WithTXT([]TXT{{bad, "v"}}, 1, nil); err == nil {
 			t.Errorf("%s: accepted", bad)
 		}
 	}

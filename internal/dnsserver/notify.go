@@ -1,0 +1,126 @@
+package dnsserver
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"gatehouse/internal/zone"
+)
+
+// NOTIFY (RFC 1996): each new serial of a zone is announced to the zone's
+// secondaries, so they transfer it now rather than at their next SOA
+// refresh. A secondary that does not answer is asked again after each of
+// notifyWaits; one that answers with an error is not asked again.
+var (
+	notifyWaits   = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
+	notifyTimeout = 2 * time.Second
+)
+
+// storeZones serves eff and, once the server is started, tells the
+// secondaries of every zone whose serial it changes. s.mu is held.
+func (s *Server) storeZones(eff *zone.Set) {
+	old := s.zones.Swap(eff)
+	if s.started {
+		s.notifyChanged(old, eff)
+	}
+}
+
+// notifyChanged announces the zones of cur whose serial differs from
+// old's (every zone when old is nil). s.mu is held.
+func (s *Server) notifyChanged(old, cur *zone.Set) {
+	for _, z := range cur.Zones() {
+		if len(z.Notify()) == 0 {
+			continue
+		}
+		if o := old.Zone(z.Origin); o != nil && o.SOA().Serial == z.SOA().Serial {
+			continue
+		}
+		if s.stop == nil {
+			s.stop, s.stopAll = context.WithCancel(context.Background())
+			s.notifying = map[string]context.CancelFunc{}
+		}
+		// A newer serial makes the older announcement moot.
+		if cancel := s.notifying[z.Origin]; cancel != nil {
+			cancel()
+		}
+		ctx, cancel := context.WithCancel(s.stop)
+		s.notifying[z.Origin] = cancel
+		soa := z.SOA()
+		for _, to := range z.Notify() {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.notify(ctx, soa, to)
+			}()
+		}
+	}
+}
+
+// notify announces soa's serial to one secondary until it answers, the
+// tries run out, or ctx ends.
+func (s *Server) notify(ctx context.Context, soa *dns.SOA, to netip.AddrPort) {
+	m := new(dns.Msg)
+	m.SetNotify(soa.Hdr.Name)
+	m.Answer = []dns.RR{soa}
+	log := s.log().With("zone", soa.Hdr.Name, "serial", soa.Serial, "secondary", to.String())
+	var err error
+	for try := 0; ; try++ {
+		var r *dns.Msg
+		r, err = exchangeNotify(ctx, m, to)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil && r.Rcode == dns.RcodeSuccess:
+			log.Info("DNS NOTIFY acknowledged")
+			return
+		case err == nil:
+			log.Warn("DNS NOTIFY refused: the secondary sees the change at its next SOA refresh; let it accept NOTIFY from this server", "rcode", dns.RcodeToString[r.Rcode])
+			return
+		}
+		if try == len(notifyWaits) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(notifyWaits[try]):
+		}
+	}
+	log.Warn("DNS NOTIFY not answered: the secondary sees the change at its next SOA refresh", "tries", len(notifyWaits)+1, "error", err.Error())
+}
+
+var errNotNotify = errors.New("the answer is not a NOTIFY response")
+
+// exchangeNotify sends m over UDP and waits notifyTimeout for the answer
+// with its ID; ctx ending stops the wait at once.
+func exchangeNotify(ctx context.Context, m *dns.Msg, to netip.AddrPort) (*dns.Msg, error) {
+	c := &dns.Client{Net: "udp", Timeout: notifyTimeout}
+	conn, err := c.DialContext(ctx, to.String())
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	conn.SetDeadline(time.Now().Add(notifyTimeout))
+	if err := conn.WriteMsg(m); err != nil {
+		return nil, err
+	}
+	for {
+		r, err := conn.ReadMsg()
+		if err != nil {
+			return nil, err
+		}
+		if r.Id != m.Id {
+			continue // a late answer to an earlier try, or noise
+		}
+		if !r.Response || r.Opcode != dns.OpcodeNotify {
+			return nil, errNotNotify
+		}
+		return r, nil
+	}
+}

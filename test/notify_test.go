@@ -1,0 +1,83 @@
+package test
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"gatehouse/internal/config"
+	"gatehouse/internal/gatetest"
+)
+
+// TestReloadNotifiesSecondary: a zone's secondary hears of the zone when
+// gatehouse starts and of the new serial at each reload, and the transfer
+// it then asks for holds the change.
+func TestReloadNotifiesSecondary(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *dns.Msg, 8)
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) {
+		got <- m
+		r := new(dns.Msg)
+		w.WriteMsg(r.SetReply(m))
+	})}
+	go srv.ActivateAndServe()
+	defer srv.Shutdown()
+	_, port, _ := net.SplitHostPort(pc.LocalAddr().String())
+	cfg := func(ip string) string {
+		return fmt.Sprintf("dns:\n  listen: [\"127.0.0.1:0\"]\n  zones:\n    example.org:\n      transfer: [127.0.0.1]\n      notify: [\"127.0.0.1:%s\"]\n      records:\n        - {name: www, type: A, value: %s}\n", port, ip)
+	}
+	serial := func() uint32 {
+		t.Helper()
+		select {
+		case m := <-got:
+			if m.Opcode != dns.OpcodeNotify || len(m.Answer) != 1 {
+				t.Fatalf("not a NOTIFY with the SOA: %v", m)
+			}
+			return m.Answer[0].(*dns.SOA).Serial
+		case <-time.After(5 * time.Second):
+			t.Fatal("no NOTIFY")
+			return 0
+		}
+	}
+	g := gatetest.Start(t, cfg("192.0.2.1"))
+	first := serial()
+	c, err := config.Parse("reloaded.yaml", []byte(cfg("192.0.2.2")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.DNS.Listen = g.Config.DNS.Listen
+	if err := g.Reload(c); err != nil {
+		t.Fatal(err)
+	}
+	if next := serial(); next <= first {
+		t.Errorf("the reload's serial %d is not above %d", next, first)
+	}
+	// The secondary would now transfer: it is allowed to.
+	tr := new(dns.Transfer)
+	m := new(dns.Msg)
+	m.SetAxfr("example.org.")
+	env, err := tr.In(m, g.DNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a []string
+	for e := range env {
+		if e.Error != nil {
+			t.Fatal(e.Error)
+		}
+		for _, rr := range e.RR {
+			if r, ok := rr.(*dns.A); ok {
+				a = append(a, r.A.String())
+			}
+		}
+	}
+	if fmt.Sprint(a) != "[192.0.2.2]" {
+		t.Errorf("the transfer after the reload holds %v", a)
+	}
+}
