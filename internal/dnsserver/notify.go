@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/miekg/dns"
@@ -20,13 +21,58 @@ var (
 	notifyTimeout = 2 * time.Second
 )
 
+// NotifyStatus is the last announcement of a zone to one secondary.
+type NotifyStatus struct {
+	Zone      string    `json:"zone"`
+	Secondary string    `json:"secondary"`
+	Serial    uint32    `json:"serial"`
+	State     string    `json:"state"` // sending, acknowledged, refused (RCODE), not answered
+	Tries     int       `json:"tries"`
+	At        time.Time `json:"at"` // when the state was reached
+}
+
+type notifyKey struct {
+	zone string
+	to   netip.AddrPort
+}
+
 // storeZones serves eff and, once the server is started, tells the
-// secondaries of every zone whose serial it changes. s.mu is held.
+// secondaries of every zone whose serial it changes. A zone gone from eff
+// is no longer announced. s.mu is held.
 func (s *Server) storeZones(eff *zone.Set) {
 	old := s.zones.Swap(eff)
+	for apex, cancel := range s.notifying {
+		if eff.Zone(apex) == nil {
+			cancel()
+			delete(s.notifying, apex)
+		}
+	}
+	for k := range s.notified {
+		if z := eff.Zone(k.zone); z == nil || !slices.Contains(z.Notify(), k.to) {
+			delete(s.notified, k)
+		}
+	}
 	if s.started {
 		s.notifyChanged(old, eff)
 	}
+}
+
+// noteNotify records where an announcement stands.
+func (s *Server) noteNotify(k notifyKey, serial uint32, state string, tries int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.notified == nil {
+		s.notified = map[notifyKey]*NotifyStatus{}
+	}
+	n := s.notified[k]
+	if n == nil {
+		n = &NotifyStatus{Zone: k.zone, Secondary: k.to.String()}
+		s.notified[k] = n
+	}
+	if serial < n.Serial && n.Serial-serial < 1<<31 {
+		return // a newer serial's announcement is under way (RFC 1982 order)
+	}
+	n.Serial, n.State, n.Tries, n.At = serial, state, tries, time.Now()
 }
 
 // notifyChanged announces the zones of cur whose serial differs from
@@ -67,29 +113,36 @@ func (s *Server) notify(ctx context.Context, soa *dns.SOA, to netip.AddrPort) {
 	m.SetNotify(soa.Hdr.Name)
 	m.Answer = []dns.RR{soa}
 	log := s.log().With("zone", soa.Hdr.Name, "serial", soa.Serial, "secondary", to.String())
+	key := notifyKey{soa.Hdr.Name, to}
+	s.noteNotify(key, soa.Serial, "sending", 0)
 	var err error
-	for try := 0; ; try++ {
+	for try := 1; ; try++ {
 		var r *dns.Msg
 		r, err = exchangeNotify(ctx, m, to)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err == nil && r.Rcode == dns.RcodeSuccess:
+			s.noteNotify(key, soa.Serial, "acknowledged", try)
 			log.Info("DNS NOTIFY acknowledged")
 			return
 		case err == nil:
-			log.Warn("DNS NOTIFY refused: the secondary sees the change at its next SOA refresh; let it accept NOTIFY from this server", "rcode", dns.RcodeToString[r.Rcode])
+			rcode := dns.RcodeToString[r.Rcode]
+			s.noteNotify(key, soa.Serial, "refused ("+rcode+")", try)
+			log.Warn("DNS NOTIFY refused: the secondary sees the change at its next SOA refresh; let it accept NOTIFY from this server", "rcode", rcode)
 			return
 		}
-		if try == len(notifyWaits) {
+		s.noteNotify(key, soa.Serial, "sending", try)
+		if try > len(notifyWaits) {
 			break
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(notifyWaits[try]):
+		case <-time.After(notifyWaits[try-1]):
 		}
 	}
+	s.noteNotify(key, soa.Serial, "not answered", len(notifyWaits)+1)
 	log.Warn("DNS NOTIFY not answered: the secondary sees the change at its next SOA refresh", "tries", len(notifyWaits)+1, "error", err.Error())
 }
 

@@ -150,6 +150,29 @@ func TestNotify(t *testing.T) {
 	if !strings.Contains(logs.String(), "DNS NOTIFY acknowledged") || !strings.Contains(logs.String(), "secondary="+sec.addr) {
 		t.Errorf("acknowledgement not logged:\n%s", logs.String())
 	}
+	last := s.zones.Load().Zone("example.org").SOA().Serial
+	if !eventually(func() bool {
+		st := s.Status().Notify
+		return len(st) == 1 && st[0].Zone == "example.org." && st[0].Secondary == sec.addr && st[0].Serial == last && st[0].State == "acknowledged"
+	}) {
+		t.Errorf("status: %+v, want serial %d acknowledged", s.Status().Notify, last)
+	}
+	// A zone no longer served is no longer announced nor shown.
+	if err := s.Update(compile(t, defaultSnippet)); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Status().Notify; len(st) != 0 {
+		t.Errorf("status after the zone left: %+v", st)
+	}
+}
+
+func eventually(f func() bool) bool {
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if f() {
+			return true
+		}
+	}
+	return f()
 }
 
 // TestNotifyRetries: a secondary that does not answer is asked again, one
@@ -181,7 +204,7 @@ func TestNotifyRetries(t *testing.T) {
 		sec := startSecondary(t)
 		sec.drop = func(int) bool { return true }
 		logs := &syncbuf.Buffer{}
-		start(t, notifyZones(sec.addr), func(s *Server) { s.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
+		s, _ := start(t, notifyZones(sec.addr), func(s *Server) { s.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
 		for range len(notifyWaits) + 1 {
 			sec.next(t)
 		}
@@ -189,14 +212,20 @@ func TestNotifyRetries(t *testing.T) {
 		if !strings.Contains(logs.String(), "DNS NOTIFY not answered") {
 			t.Errorf("giving up not logged:\n%s", logs.String())
 		}
+		if st := s.Status().Notify; len(st) != 1 || st[0].State != "not answered" || st[0].Tries != len(notifyWaits)+1 {
+			t.Errorf("status: %+v", st)
+		}
 	})
 	t.Run("refused", func(t *testing.T) {
 		sec := startSecondary(t)
 		sec.rcode = dns.RcodeRefused
 		logs := &syncbuf.Buffer{}
-		start(t, notifyZones(sec.addr), func(s *Server) { s.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
+		s, _ := start(t, notifyZones(sec.addr), func(s *Server) { s.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
 		sec.next(t)
 		sec.none(t, "after a refusal")
+		if st := s.Status().Notify; len(st) != 1 || st[0].State != "refused (REFUSED)" || st[0].Tries != 1 {
+			t.Errorf("status: %+v", st)
+		}
 		if !strings.Contains(logs.String(), "DNS NOTIFY refused") || !strings.Contains(logs.String(), "rcode=REFUSED") {
 			t.Errorf("refusal not logged:\n%s", logs.String())
 		}

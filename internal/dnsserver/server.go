@@ -13,6 +13,7 @@ package dnsserver
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -69,6 +71,7 @@ type Server struct {
 	notifying map[string]context.CancelFunc
 	stop      context.Context
 	stopAll   context.CancelFunc
+	notified  map[notifyKey]*NotifyStatus // the last announcement to each secondary
 	udp       []*net.UDPConn
 	tcp       []*net.TCPListener
 	conns     map[net.Conn]struct{}
@@ -484,6 +487,8 @@ type Status struct {
 	Transfers uint64 `json:"transfers"`
 	Published int    `json:"published_txt"`
 	Panics    uint64 `json:"panics,omitempty"`
+	// Notify is the last announcement to each secondary, by zone.
+	Notify []NotifyStatus `json:"notify,omitempty"`
 }
 
 // Status reports the zones served and the counters since Start.
@@ -504,6 +509,12 @@ func (s *Server) Status() Status {
 	}
 	s.mu.Lock()
 	st.Published = len(s.txt)
+	for _, n := range s.notified {
+		st.Notify = append(st.Notify, *n)
+	}
 	s.mu.Unlock()
+	slices.SortFunc(st.Notify, func(a, b NotifyStatus) int {
+		return cmp.Or(cmp.Compare(a.Zone, b.Zone), cmp.Compare(a.Secondary, b.Secondary))
+	})
 	return st
 }
