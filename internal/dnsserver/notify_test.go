@@ -25,9 +25,9 @@ type secondary struct {
 	drop  func(n int) bool // n counts the messages so far, from 1
 }
 
-func startSecondary(t *testing.T) *secondary {
+func startSecondary(t *testing.T, rcode int, drop func(n int) bool) *secondary {
 	t.Helper()
-	sec := &secondary{seen: make(chan *dns.Msg, 64), rcode: dns.RcodeSuccess}
+	sec := &secondary{seen: make(chan *dns.Msg, 64), rcode: rcode, drop: drop}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func serialOf(t *testing.T, m *dns.Msg) uint32 {
 // each new serial after (a reload, a run-time TXT record and its
 // removal), and of nothing else.
 func TestNotify(t *testing.T) {
-	sec := startSecondary(t)
+	sec := startSecondary(t, dns.RcodeSuccess, nil)
 	logs := &syncbuf.Buffer{}
 	s := New([]string{"127.0.0.1:0"})
 	s.Logger = slog.New(slog.NewTextHandler(logs, nil))
@@ -183,8 +183,7 @@ func TestNotifyRetries(t *testing.T) {
 	t.Cleanup(func() { notifyWaits, notifyTimeout = waits, timeout })
 
 	t.Run("silent twice", func(t *testing.T) {
-		sec := startSecondary(t)
-		sec.drop = func(n int) bool { return n <= 2 }
+		sec := startSecondary(t, dns.RcodeSuccess, func(n int) bool { return n <= 2 })
 		logs := &syncbuf.Buffer{}
 		start(t, notifyZones(sec.addr), func(s *Server) { s.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
 		a, b, c := sec.next(t), sec.next(t), sec.next(t)
@@ -201,8 +200,7 @@ func TestNotifyRetries(t *testing.T) {
 		}
 	})
 	t.Run("never answers", func(t *testing.T) {
-		sec := startSecondary(t)
-		sec.drop = func(int) bool { return true }
+		sec := startSecondary(t, dns.RcodeSuccess, func(int) bool { return true })
 		logs := &syncbuf.Buffer{}
 		s, _ := start(t, notifyZones(sec.addr), func(s *Server) { s.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
 		for range len(notifyWaits) + 1 {
@@ -217,8 +215,7 @@ func TestNotifyRetries(t *testing.T) {
 		}
 	})
 	t.Run("refused", func(t *testing.T) {
-		sec := startSecondary(t)
-		sec.rcode = dns.RcodeRefused
+		sec := startSecondary(t, dns.RcodeRefused, nil)
 		logs := &syncbuf.Buffer{}
 		s, _ := start(t, notifyZones(sec.addr), func(s *Server) { s.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
 		sec.next(t)
@@ -232,8 +229,7 @@ func TestNotifyRetries(t *testing.T) {
 	})
 	t.Run("close", func(t *testing.T) {
 		notifyWaits = []time.Duration{time.Hour}
-		sec := startSecondary(t)
-		sec.drop = func(int) bool { return true }
+		sec := startSecondary(t, dns.RcodeSuccess, func(int) bool { return true })
 		s, _ := start(t, notifyZones(sec.addr))
 		sec.next(t)
 		began := time.Now()
