@@ -52,7 +52,7 @@ func (s *Server) storeZones(eff *zone.Set) {
 			delete(s.notified, k)
 		}
 	}
-	if s.started {
+	if s.started && !s.closed {
 		s.notifyChanged(old, eff)
 	}
 }

@@ -239,3 +239,53 @@ func TestNotifyRetries(t *testing.T) {
 		}
 	})
 }
+
+// TestNotifyOnlyChangedZone: a DNS-01 record in one zone raises that
+// zone's serial alone, so the other zone's secondaries transfer nothing.
+func TestNotifyOnlyChangedZone(t *testing.T) {
+	sec := startSecondary(t, dns.RcodeSuccess, nil)
+	text := notifyZones(sec.addr) + fmt.Sprintf("    other.test:\n      notify: [%q]\n      records:\n        - {name: a, type: A, value: 192.0.2.3}\n", sec.addr)
+	s, _ := start(t, text)
+	before := map[string]uint32{}
+	for range 2 {
+		m := sec.next(t)
+		before[m.Question[0].Name] = m.Answer[0].(*dns.SOA).Serial
+	}
+	remove, err := s.PublishTXT("_acme-challenge.other.test", "token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	remove()
+	// The removal's serial supersedes the publication's, whose NOTIFY may
+	// never leave: one or two come, all for other.test.
+	final := s.zones.Load().Zone("other.test").SOA().Serial
+	var last uint32
+	for m := sec.next(t); m != nil; {
+		if m.Question[0].Name != "other.test." {
+			t.Errorf("a record in other.test announced %s", m.Question[0].Name)
+		}
+		last = m.Answer[0].(*dns.SOA).Serial
+		select {
+		case m = <-sec.seen:
+		case <-time.After(300 * time.Millisecond):
+			m = nil
+		}
+	}
+	if last != final {
+		t.Errorf("last NOTIFY for serial %d, want %d", last, final)
+	}
+	if got := s.zones.Load().Zone("example.org").SOA().Serial; got != before["example.org."] {
+		t.Errorf("example.org's serial moved from %d to %d", before["example.org."], got)
+	}
+}
+
+// TestNoNotifyAfterClose: zones given to a closed server start nothing.
+func TestNoNotifyAfterClose(t *testing.T) {
+	sec := startSecondary(t, dns.RcodeSuccess, nil)
+	s, _ := start(t, "dns:\n  zones:\n    quiet.test:\n      records: [{name: a, type: A, value: 192.0.2.2}]\n")
+	s.Close()
+	if err := s.Update(compile(t, notifyZones(sec.addr))); err != nil {
+		t.Fatal(err)
+	}
+	sec.none(t, "an Update after Close")
+}

@@ -59,12 +59,13 @@ type Server struct {
 	zones atomic.Pointer[zone.Set] // base plus run-time TXT records
 	rrl   atomic.Pointer[limiter]
 
-	mu      sync.Mutex
-	base    *zone.Set
-	txt     map[uint64]zone.TXT
-	txtID   uint64
-	txtBump uint32
-	txtHeld map[string]bool // zones that have served a run-time TXT record
+	mu    sync.Mutex
+	base  *zone.Set
+	txt   map[uint64]zone.TXT
+	txtID uint64
+	// txtBump counts, by zone, the run-time TXT records that came and went:
+	// what its serial is raised by (see zone.Set.WithTXT).
+	txtBump map[string]uint32
 	started bool
 	// notifying cancels the NOTIFY messages of a zone's last change, when
 	// a newer one replaces it; stop cancels them all (Close).
@@ -118,7 +119,7 @@ func (s *Server) Update(set *zone.Set) error {
 // withTXT is set with the run-time TXT records; a record whose zone is
 // gone from set is kept for when the zone returns, but not served.
 func (s *Server) withTXT(set *zone.Set) (*zone.Set, error) {
-	if set == nil || len(s.txtHeld) == 0 {
+	if set == nil || len(s.txtBump) == 0 {
 		return set, nil
 	}
 	ids := make([]uint64, 0, len(s.txt))
@@ -133,13 +134,7 @@ func (s *Server) withTXT(set *zone.Set) (*zone.Set, error) {
 			recs = append(recs, r)
 		}
 	}
-	held := make([]string, 0, len(s.txtHeld))
-	for apex := range s.txtHeld {
-		if set.Zone(apex) != nil {
-			held = append(held, apex)
-		}
-	}
-	return set.WithTXT(recs, s.txtBump, held)
+	return set.WithTXT(recs, s.txtBump)
 }
 
 // PublishTXT serves a TXT record at fqdn until remove is called, across
@@ -161,17 +156,16 @@ func (s *Server) PublishTXT(fqdn, value string) (remove func(), err error) {
 		return nil, fmt.Errorf("publishing TXT %s: no zone served here holds it: add its zone to dns.zones", strings.TrimSuffix(fqdn, "."))
 	}
 	s.txt[id] = zone.TXT{Name: fqdn, Value: value}
-	if s.txtHeld == nil {
-		s.txtHeld = map[string]bool{}
+	if s.txtBump == nil {
+		s.txtBump = map[string]uint32{}
 	}
-	held := s.txtHeld[z.Origin]
-	s.txtHeld[z.Origin] = true
-	s.txtBump++
+	apex := z.Origin
+	s.txtBump[apex]++
 	eff, err := s.withTXT(s.base)
 	if err != nil {
 		delete(s.txt, id)
-		if !held {
-			delete(s.txtHeld, z.Origin)
+		if s.txtBump[apex]--; s.txtBump[apex] == 0 {
+			delete(s.txtBump, apex)
 		}
 		return nil, err
 	}
@@ -182,7 +176,7 @@ func (s *Server) PublishTXT(fqdn, value string) (remove func(), err error) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			delete(s.txt, id)
-			s.txtBump++
+			s.txtBump[apex]++
 			if eff, err := s.withTXT(s.base); err == nil {
 				s.storeZones(eff)
 			}

@@ -19,12 +19,13 @@ type TXT struct {
 const TXTTTL = 60
 
 // WithTXT returns a Set that also serves recs, leaving s unchanged. The
-// serial of every zone that gains a record, or is named in held (zones
-// that held one before: a serial back at s's would hide the removal from
-// secondaries), is raised by bump, so secondaries see the change. A name
-// outside the zones, delegated away, or holding a CNAME is an error.
-func (s *Set) WithTXT(recs []TXT, bump uint32, held []string) (*Set, error) {
-	if len(recs) == 0 && len(held) == 0 {
+// serial of each zone in bumps (by apex) is raised by its count, so
+// secondaries see each change: the caller counts every record a zone
+// gained or lost, and keeps counting after the last is gone (a serial
+// back at s's would hide the removal). A name outside the zones, delegated
+// away, or holding a CNAME is an error.
+func (s *Set) WithTXT(recs []TXT, bumps map[string]uint32) (*Set, error) {
+	if len(recs) == 0 && len(bumps) == 0 {
 		return s, nil
 	}
 	inputs := slices.Clone(s.inputs)
@@ -38,14 +39,14 @@ func (s *Set) WithTXT(recs []TXT, bump uint32, held []string) (*Set, error) {
 		for j, rr := range inputs[i].rrs {
 			if soa, ok := rr.(*dns.SOA); ok {
 				c := dns.Copy(soa).(*dns.SOA)
-				c.Serial += bump
+				c.Serial += bumps[inputs[i].apex]
 				rr = c
 			}
 			rrs[j] = rr
 		}
 		inputs[i].rrs = rrs
 	}
-	for _, apex := range held {
+	for apex := range bumps {
 		if i := slices.IndexFunc(inputs, func(in zoneInput) bool { return in.apex == apex }); i >= 0 {
 			raise(i)
 		}

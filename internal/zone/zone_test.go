@@ -248,7 +248,7 @@ func TestWithTXT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2, err := s.WithTXT([]TXT{{"_acme-challenge.example.org", "token1"}, {"_acme-challenge.example.org.", "token2"}}, 1, nil)
+	s2, err := s.WithTXT([]TXT{{"_acme-challenge.example.org", "token1"}, {"_acme-challenge.example.org.", "token2"}}, map[string]uint32{"example.org.": 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestWithTXT(t *testing.T) {
 	}
 	// The record gone, the serial stays raised: back at the base's, a
 	// secondary holding the record would never transfer its removal.
-	s3, err := s.WithTXT(nil, 2, []string{"example.org."})
+	s3, err := s.WithTXT(nil, map[string]uint32{"example.org.": 2, "gone.example.": 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestWithTXT(t *testing.T) {
 		t.Errorf("a held zone serves a record: %v", got)
 	}
 	for _, bad := range []string{"www.example.org", "x.sub.example.org", "example.net", "a..b"} {
-		if _, err := s.WithTXT([]TXT{{bad, "v"}}, 1, nil); err == nil {
+		if _, err := s.WithTXT([]TXT{{bad, "v"}}, map[string]uint32{"example.org.": 1}); err == nil {
 			t.Errorf("%s: accepted", bad)
 		}
 	}
