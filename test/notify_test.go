@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"testing"
@@ -79,5 +80,39 @@ func TestReloadNotifiesSecondary(t *testing.T) {
 	}
 	if fmt.Sprint(a) != "[192.0.2.2]" {
 		t.Errorf("the transfer after the reload holds %v", a)
+	}
+}
+
+// TestSerialOutlivesRestart: a serial raised by a DNS-01 record that came
+// and went is not served lower after gatehouse restarts on the same data.
+func TestSerialOutlivesRestart(t *testing.T) {
+	data := t.TempDir()
+	cfg := "data: " + data + "\ndns:\n  listen: [\"127.0.0.1:0\"]\n  zones:\n    example.org:\n      records:\n        - {name: \"@\", type: SOA, value: \"ns1 hostmaster 7 3600 600 604800 300\"}\n        - {name: \"@\", type: NS, value: ns1}\n        - {name: ns1, type: A, value: 192.0.2.53}\n"
+	soa := func(g *gatetest.Gatehouse) uint32 {
+		t.Helper()
+		m := new(dns.Msg)
+		m.SetQuestion("example.org.", dns.TypeSOA)
+		r, err := dns.Exchange(m, g.DNS)
+		if err != nil || len(r.Answer) != 1 {
+			t.Fatalf("SOA: %v %v", r, err)
+		}
+		return r.Answer[0].(*dns.SOA).Serial
+	}
+	g1 := gatetest.Start(t, cfg)
+	remove, err := g1.PublishTXT("_acme-challenge.example.org", "token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	remove()
+	before := soa(g1)
+	if before != 9 {
+		t.Fatalf("serial %d after a record came and went, want 9", before)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	g1.Shutdown(ctx)
+	g2 := gatetest.Start(t, cfg)
+	if after := soa(g2); after <= before {
+		t.Errorf("after the restart the serial went from %d to %d", before, after)
 	}
 }

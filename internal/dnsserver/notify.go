@@ -41,6 +41,15 @@ type notifyKey struct {
 // is no longer announced. s.mu is held.
 func (s *Server) storeZones(eff *zone.Set) {
 	old := s.zones.Swap(eff)
+	if s.Serials != nil {
+		serials := map[string]uint32{}
+		for _, z := range eff.Zones() {
+			serials[z.Origin] = z.SOA().Serial
+		}
+		if err := s.Serials.served(serials); err != nil {
+			s.log().Warn("DNS serials not kept on disk: after a restart a zone's serial may go back, and its secondaries miss changes until it passes the old one", "error", err.Error())
+		}
+	}
 	for apex, cancel := range s.notifying {
 		if eff.Zone(apex) == nil {
 			cancel()
@@ -69,8 +78,8 @@ func (s *Server) noteNotify(k notifyKey, serial uint32, state string, tries int)
 		n = &NotifyStatus{Zone: k.zone, Secondary: k.to.String()}
 		s.notified[k] = n
 	}
-	if serial < n.Serial && n.Serial-serial < 1<<31 {
-		return // a newer serial's announcement is under way (RFC 1982 order)
+	if serialLess(serial, n.Serial) {
+		return // a newer serial's announcement is under way
 	}
 	n.Serial, n.State, n.Tries, n.At = serial, state, tries, time.Now()
 }

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"runtime"
@@ -55,6 +56,9 @@ type Server struct {
 	// MaxTCP caps open TCP connections (default 1024); more are closed at
 	// once.
 	MaxTCP int
+	// Serials, when set, keeps every zone's serial from going back, across
+	// servers sharing it and restarts (see Serials).
+	Serials *Serials
 
 	zones atomic.Pointer[zone.Set] // base plus run-time TXT records
 	rrl   atomic.Pointer[limiter]
@@ -104,7 +108,7 @@ func (s *Server) log() *slog.Logger {
 func (s *Server) Update(set *zone.Set) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	eff, err := s.withTXT(set)
+	eff, err := s.effective(set)
 	if err != nil {
 		return err
 	}
@@ -116,10 +120,24 @@ func (s *Server) Update(set *zone.Set) error {
 	return nil
 }
 
-// withTXT is set with the run-time TXT records; a record whose zone is
-// gone from set is kept for when the zone returns, but not served.
-func (s *Server) withTXT(set *zone.Set) (*zone.Set, error) {
-	if set == nil || len(s.txtBump) == 0 {
+// effective is set as served: with the run-time TXT records (a record
+// whose zone is gone from set is kept for when the zone returns, but not
+// served), and every serial raised above the last one served when it
+// would go back.
+func (s *Server) effective(set *zone.Set) (*zone.Set, error) {
+	bumps := maps.Clone(s.txtBump)
+	if s.Serials != nil {
+		for _, z := range set.Zones() {
+			last, ok := s.Serials.Last(z.Origin)
+			if cur := z.SOA().Serial + bumps[z.Origin]; ok && serialLess(cur, last) {
+				if bumps == nil {
+					bumps = map[string]uint32{}
+				}
+				bumps[z.Origin] += last + 1 - cur
+			}
+		}
+	}
+	if set == nil || len(bumps) == 0 {
 		return set, nil
 	}
 	ids := make([]uint64, 0, len(s.txt))
@@ -134,7 +152,7 @@ func (s *Server) withTXT(set *zone.Set) (*zone.Set, error) {
 			recs = append(recs, r)
 		}
 	}
-	return set.WithTXT(recs, s.txtBump)
+	return set.WithTXT(recs, bumps)
 }
 
 // PublishTXT serves a TXT record at fqdn until remove is called, across
@@ -161,7 +179,7 @@ func (s *Server) PublishTXT(fqdn, value string) (remove func(), err error) {
 	}
 	apex := z.Origin
 	s.txtBump[apex]++
-	eff, err := s.withTXT(s.base)
+	eff, err := s.effective(s.base)
 	if err != nil {
 		delete(s.txt, id)
 		if s.txtBump[apex]--; s.txtBump[apex] == 0 {
@@ -177,7 +195,7 @@ func (s *Server) PublishTXT(fqdn, value string) (remove func(), err error) {
 			defer s.mu.Unlock()
 			delete(s.txt, id)
 			s.txtBump[apex]++
-			if eff, err := s.withTXT(s.base); err == nil {
+			if eff, err := s.effective(s.base); err == nil {
 				s.storeZones(eff)
 			}
 		})

@@ -3,6 +3,7 @@ package instance
 import (
 	"errors"
 	"net"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -53,6 +54,7 @@ func (in *Instance) applyDNS(g *generation) (commit func(), err error) {
 	if len(want) > 0 {
 		next = dnsserver.New(want)
 		next.Logger = in.log
+		next.Serials = in.serials
 		var port atomic.Uint32
 		next.Allow = in.dnsAllowFor(func() uint16 { return uint16(port.Load()) })
 		next.SetRateLimit(rate)
@@ -114,4 +116,11 @@ func (c *dnsCollector) Collect(ch chan<- prometheus.Metric) {
 	for rcode, n := range s.Status().Responses {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n), rcode)
 	}
+}
+
+// restoreSerials reads the zones' serials served by the last process.
+func (in *Instance) restoreSerials() {
+	path := filepath.Join(in.opts.DataDir, "dns", "serials.json")
+	in.serials = dnsserver.NewSerials(path)
+	in.readKept(path, "DNS serials file", in.serials.Load)
 }

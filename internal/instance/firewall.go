@@ -106,32 +106,41 @@ func (in *Instance) bansFile() string {
 	return filepath.Join(in.opts.DataDir, "firewall", "bans.json")
 }
 
-// restoreBans puts back the bans kept by the last process. A file that
-// cannot be read is moved aside, kept for a look, and the instance starts
-// without it.
+// restoreBans puts back the bans kept by the last process.
 func (in *Instance) restoreBans() {
 	path := in.bansFile()
+	in.readKept(path, "firewall: bans file", func(data []byte) error {
+		bans, err := firewall.DecodeBans(data)
+		if err == nil {
+			if n := in.guard.Restore(bans); n > 0 {
+				in.log.Info("firewall: bans restored", "count", n, "file", path)
+			}
+		}
+		return err
+	})
+}
+
+// readKept gives load the state an earlier process kept in path, if any.
+// A file that cannot be read or loaded is moved aside, kept for a look
+// where the next write cannot replace it, and the instance starts without
+// it.
+func (in *Instance) readKept(path, what string, load func([]byte) error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return
 	}
-	var bans []firewall.Ban
 	if err == nil {
-		bans, err = firewall.DecodeBans(data)
+		err = load(data)
 	}
-	if err != nil {
-		// Kept aside for a look, where the next write cannot replace it.
-		aside := path + ".unreadable"
-		if rerr := os.Rename(path, aside); rerr != nil {
-			in.log.Warn("firewall: bans file not read, nor moved aside; gatehouse starts without its bans and its next write replaces the file", "file", path, "error", err.Error(), "move_error", rerr.Error())
-			return
-		}
-		in.log.Warn("firewall: bans file not read; gatehouse starts without its bans", "file", path, "kept_as", aside, "error", err.Error())
+	if err == nil {
 		return
 	}
-	if n := in.guard.Restore(bans); n > 0 {
-		in.log.Info("firewall: bans restored", "count", n, "file", path)
+	aside := path + ".unreadable"
+	if rerr := os.Rename(path, aside); rerr != nil {
+		in.log.Warn(what+" not read, nor moved aside; gatehouse starts without it and its next write replaces the file", "file", path, "error", err.Error(), "move_error", rerr.Error())
+		return
 	}
+	in.log.Warn(what+" not read; gatehouse starts without it", "file", path, "kept_as", aside, "error", err.Error())
 }
 
 // onBan is the guard's hook for every new ban.

@@ -90,6 +90,9 @@ type Instance struct {
 	// bansMu orders the writes.
 	bansDirty atomic.Bool
 	bansMu    sync.Mutex
+	// serials keeps every zone's served serial from going back, across DNS
+	// servers and restarts.
+	serials *dnsserver.Serials
 	// nft is the kernel table, when the config asks for nftables.
 	nft atomic.Pointer[nft.Table]
 
@@ -129,6 +132,7 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 	in.guard.Logger = in.log
 	in.guard.OnBan = in.onBan
 	in.restoreBans()
+	in.restoreSerials()
 	in.setupCerts()
 	in.registerCollectors()
 	g, err := in.compile(cfg, configuredPort(cfg.Listen.HTTPS))
