@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -488,8 +489,20 @@ func (c *Config) validateZone(errs *ErrorList, d *DNS, z *Zone, apex string) {
 		}
 	}
 	for i := range z.Notify {
-		if _, err := parseNotify(z.Notify[i]); err != nil {
+		ap, err := parseNotify(z.Notify[i])
+		if err != nil {
 			errs.Add(c.PosOf(&z.Notify[i]), fmt.Sprintf("notify %q is not an address with an optional port: write 192.0.2.53, 192.0.2.53:5353 or [2001:db8::53]:5353", z.Notify[i]))
+			continue
+		}
+		if !slices.ContainsFunc(z.Transfer, func(t string) bool {
+			p, err := netip.ParsePrefix(t)
+			if err != nil {
+				a, _ := netip.ParseAddr(t)
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			return p.IsValid() && p.Contains(ap.Addr())
+		}) {
+			errs.Warn(c.PosOf(&z.Notify[i]), fmt.Sprintf("notify %s is not in this zone's transfer list, so the secondary is told of each change and then refused the transfer: add %s to transfer", z.Notify[i], ap.Addr()))
 		}
 	}
 	if z.TTL > 1<<31-1 {

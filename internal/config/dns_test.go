@@ -143,3 +143,14 @@ func TestNotifyTargets(t *testing.T) {
 		}
 	}
 }
+
+func TestNotifyOutsideTransferWarns(t *testing.T) {
+	c, err := Parse("t.yaml", []byte("dns:\n  listen: [\":53\"]\n  zones:\n    example.org:\n      transfer: [192.0.2.0/24]\n      notify: [192.0.2.53, \"198.51.100.53:5353\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `t.yaml:6:28: warning: notify 198.51.100.53:5353 is not in this zone's transfer list`
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings.Error(), want) {
+		t.Errorf("warnings:\n%v\nwant one with %q", c.Warnings, want)
+	}
+}

@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -106,18 +107,33 @@ func (s *Server) notifyChanged(old, cur *zone.Set) {
 		s.notifying[z.Origin] = cancel
 		soa := z.SOA()
 		for _, to := range z.Notify() {
+			from := s.sourceFor(to)
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				s.notify(ctx, soa, to)
+				s.notify(ctx, soa, from, to)
 			}()
 		}
 	}
 }
 
-// notify announces soa's serial to one secondary until it answers, the
-// tries run out, or ctx ends.
-func (s *Server) notify(ctx context.Context, soa *dns.SOA, to netip.AddrPort) {
+// sourceFor is the address a NOTIFY to `to` leaves from: the first address
+// of to's family the server listens on, as secondaries accept NOTIFY only
+// from their primary's address; none (the route picks) when the server
+// listens on all of them. s.mu is held.
+func (s *Server) sourceFor(to netip.AddrPort) netip.Addr {
+	for _, u := range s.udp {
+		a := u.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+		if a.Is4() == to.Addr().Unmap().Is4() && !a.IsUnspecified() {
+			return a
+		}
+	}
+	return netip.Addr{}
+}
+
+// notify announces soa's serial to one secondary, from the address from
+// when valid, until it answers, the tries run out, or ctx ends.
+func (s *Server) notify(ctx context.Context, soa *dns.SOA, from netip.Addr, to netip.AddrPort) {
 	m := new(dns.Msg)
 	m.SetNotify(soa.Hdr.Name)
 	m.Answer = []dns.RR{soa}
@@ -127,7 +143,7 @@ func (s *Server) notify(ctx context.Context, soa *dns.SOA, to netip.AddrPort) {
 	var err error
 	for try := 1; ; try++ {
 		var r *dns.Msg
-		r, err = exchangeNotify(ctx, m, to)
+		r, err = exchangeNotify(ctx, m, from, to)
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -159,8 +175,11 @@ var errNotNotify = errors.New("the answer is not a NOTIFY response")
 
 // exchangeNotify sends m over UDP and waits notifyTimeout for the answer
 // with its ID; ctx ending stops the wait at once.
-func exchangeNotify(ctx context.Context, m *dns.Msg, to netip.AddrPort) (*dns.Msg, error) {
+func exchangeNotify(ctx context.Context, m *dns.Msg, from netip.Addr, to netip.AddrPort) (*dns.Msg, error) {
 	c := &dns.Client{Net: "udp", Timeout: notifyTimeout}
+	if from.IsValid() {
+		c.Dialer = &net.Dialer{LocalAddr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 0))}
+	}
 	conn, err := c.DialContext(ctx, to.String())
 	if err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ type secondary struct {
 	addr  string
 	mu    sync.Mutex
 	got   []*dns.Msg
+	from  []string // the source address of each
 	seen  chan *dns.Msg
 	rcode int
 	drop  func(n int) bool // n counts the messages so far, from 1
@@ -36,6 +37,7 @@ func startSecondary(t *testing.T, rcode int, drop func(n int) bool) *secondary {
 	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) {
 		sec.mu.Lock()
 		sec.got = append(sec.got, m)
+		sec.from = append(sec.from, w.RemoteAddr().(*net.UDPAddr).IP.String())
 		n, rcode, drop := len(sec.got), sec.rcode, sec.drop
 		sec.mu.Unlock()
 		sec.seen <- m
@@ -288,4 +290,25 @@ func TestNoNotifyAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	sec.none(t, "an Update after Close")
+}
+
+// TestNotifySource: NOTIFY leaves from the address the server listens on,
+// the one secondaries know as their primary's.
+func TestNotifySource(t *testing.T) {
+	sec := startSecondary(t, dns.RcodeSuccess, nil)
+	s := New([]string{"127.0.0.5:0"})
+	s.Logger = slog.New(slog.DiscardHandler)
+	if err := s.Update(compile(t, notifyZones(sec.addr))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	sec.next(t)
+	sec.mu.Lock()
+	defer sec.mu.Unlock()
+	if sec.from[0] != "127.0.0.5" {
+		t.Errorf("NOTIFY came from %s, want 127.0.0.5", sec.from[0])
+	}
 }
