@@ -281,6 +281,9 @@ sites:
 			if body, _ := waitGet(t, c, "https://"+challenge+".example.com:"+port+"/", 30*time.Second, logs); body != "first" {
 				t.Errorf("got %q, want first", body)
 			}
+			if p := in.Certs().Pending(); len(p) != 0 {
+				t.Errorf("names still waiting for a certificate: %v", p)
+			}
 
 			// Names differ per subtest: certmagic keeps challenges in
 			// process-wide memory keyed by name, and a process runs one

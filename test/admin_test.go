@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -190,5 +191,39 @@ func TestMetrics(t *testing.T) {
 	families = scrapeMetrics(t, g, "tok")
 	if got := sum("gatehouse_config_reloads_total", map[string]string{"result": "failed"}); got != 1 {
 		t.Errorf("failed reloads = %v, want 1", got)
+	}
+}
+
+// TestReadyzCertificates: /readyz?certificates waits for every ACME name's
+// certificate; plain /readyz does not, so an HTTP-01 challenge can still
+// reach an instance its load balancer checks.
+func TestReadyzCertificates(t *testing.T) {
+	// A CA that cannot be reached: the name never gets its certificate.
+	// certmagic's attempt may still be unwinding in the data folder after
+	// shutdown, so it is removed with patience, after the instance stops.
+	data, err := os.MkdirTemp("", "gatehouse-readyz-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; os.RemoveAll(data) != nil && i < 50; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	g := gatetest.Start(t, `
+data: `+data+`
+admin: {listen: 127.0.0.1:0, token: tok}
+tls:
+  acme: {ca: "https://127.0.0.1:1/directory", email: ops@example.com}
+sites:
+  - hosts: [pending.example.com]
+    routes: [{path: /, respond: hi}]
+`)
+	if resp, body := adminDo(t, g, "GET", "/readyz", "", nil, ""); resp.StatusCode != 200 {
+		t.Errorf("/readyz: %d %s", resp.StatusCode, body)
+	}
+	resp, body := adminDo(t, g, "GET", "/readyz?certificates", "", nil, "")
+	if resp.StatusCode != 503 || !strings.Contains(body, "no certificate yet for pending.example.com") {
+		t.Errorf("/readyz?certificates: %d %s", resp.StatusCode, body)
 	}
 }

@@ -40,6 +40,9 @@ type API struct {
 	Unban func(netip.Addr) (string, error)
 	// Ready returns nil once every listener is up and certificates load.
 	Ready func() error
+	// Pending lists the ACME names with no certificate yet, for
+	// /readyz?certificates.
+	Pending func() []string
 	// Metrics serves /metrics; Journeys the recent journey records.
 	Metrics  http.Handler
 	Journeys http.Handler
@@ -60,6 +63,16 @@ func (a *API) Handler() http.Handler {
 		if err := a.Ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
+		}
+		// Opt-in: behind a load balancer whose health check gates the
+		// traffic, an instance without its certificates yet would serve
+		// the local CA's; but an HTTP-01 challenge must reach it to get
+		// them, so by default readiness does not wait.
+		if r.URL.Query().Has("certificates") && a.Pending != nil {
+			if names := a.Pending(); len(names) > 0 {
+				http.Error(w, "not ready: no certificate yet for "+strings.Join(names, ", ")+" (gatehouse certs says why)", http.StatusServiceUnavailable)
+				return
+			}
 		}
 		io.WriteString(w, "ready\n")
 	})

@@ -479,3 +479,22 @@ func (m *Manager) log() *slog.Logger {
 	}
 	return slog.Default()
 }
+
+// Pending lists, sorted, the names managed ahead of time that have no
+// certificate yet: on a first start until the CA issues them, or for good
+// while the CA refuses (gatehouse certs says why). They are served the
+// local CA's certificate meanwhile.
+func (m *Manager) Pending() []string {
+	gen := m.acme.Load()
+	if gen == nil || m.cache == nil {
+		return nil
+	}
+	var out []string
+	for name := range gen.exact {
+		if len(m.cache.AllMatchingCertificates(name)) == 0 {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -89,6 +89,7 @@ func (in *Instance) adminHandler(cfg *config.Config) (http.Handler, error) {
 		Status:     in.Status,
 		Ready:      in.Ready,
 		Unban:      in.Unban,
+		Pending:    in.certs.Pending,
 		Metrics:    in.metrics.Handler(),
 		Journeys: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
