@@ -226,4 +226,7 @@ sites:
 	if resp.StatusCode != 503 || !strings.Contains(body, "no certificate yet for pending.example.com") {
 		t.Errorf("/readyz?certificates: %d %s", resp.StatusCode, body)
 	}
+	if resp, body := adminDo(t, g, "GET", "/readyz?certificates=false", "", nil, ""); resp.StatusCode != 200 {
+		t.Errorf("/readyz?certificates=false: %d %s", resp.StatusCode, body)
+	}
 }

@@ -84,7 +84,8 @@ func TestReloadNotifiesSecondary(t *testing.T) {
 }
 
 // TestSerialOutlivesRestart: a serial raised by a DNS-01 record that came
-// and went is not served lower after gatehouse restarts on the same data.
+// and went is served as it was after gatehouse restarts on the same data,
+// not at the zone's own, lower, one.
 func TestSerialOutlivesRestart(t *testing.T) {
 	data := t.TempDir()
 	cfg := "data: " + data + "\ndns:\n  listen: [\"127.0.0.1:0\"]\n  zones:\n    example.org:\n      records:\n        - {name: \"@\", type: SOA, value: \"ns1 hostmaster 7 3600 600 604800 300\"}\n        - {name: \"@\", type: NS, value: ns1}\n        - {name: ns1, type: A, value: 192.0.2.53}\n"
@@ -112,7 +113,7 @@ func TestSerialOutlivesRestart(t *testing.T) {
 	defer cancel()
 	g1.Shutdown(ctx)
 	g2 := gatetest.Start(t, cfg)
-	if after := soa(g2); after <= before {
-		t.Errorf("after the restart the serial went from %d to %d", before, after)
+	if after := soa(g2); after != before {
+		t.Errorf("after a restart with the same records the serial went from %d to %d", before, after)
 	}
 }

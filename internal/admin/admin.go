@@ -68,7 +68,7 @@ func (a *API) Handler() http.Handler {
 		// traffic, an instance without its certificates yet would serve
 		// the local CA's; but an HTTP-01 challenge must reach it to get
 		// them, so by default readiness does not wait.
-		if r.URL.Query().Has("certificates") && a.Pending != nil {
+		if q := r.URL.Query(); q.Has("certificates") && q.Get("certificates") != "false" && q.Get("certificates") != "0" && a.Pending != nil {
 			if names := a.Pending(); len(names) > 0 {
 				http.Error(w, "not ready: no certificate yet for "+strings.Join(names, ", ")+" (gatehouse certs says why)", http.StatusServiceUnavailable)
 				return

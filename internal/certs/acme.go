@@ -484,17 +484,19 @@ func (m *Manager) log() *slog.Logger {
 // certificate yet: on a first start until the CA issues them, or for good
 // while the CA refuses (gatehouse certs says why). They are served the
 // local CA's certificate meanwhile.
+// The names come from the policy in use, so that they are pending too
+// when ACME could not start.
 func (m *Manager) Pending() []string {
-	gen := m.acme.Load()
-	if gen == nil || m.cache == nil {
+	p := m.policy.Load()
+	if p == nil || p.acme == nil {
 		return nil
 	}
 	var out []string
-	for name := range gen.exact {
-		if len(m.cache.AllMatchingCertificates(name)) == 0 {
+	for _, name := range slices.Concat(p.acme.httpNames, p.acme.dnsNames) {
+		if m.acme.Load() == nil || len(m.cache.AllMatchingCertificates(name)) == 0 {
 			out = append(out, name)
 		}
 	}
 	slices.Sort(out)
-	return out
+	return slices.Compact(out)
 }

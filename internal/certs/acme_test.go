@@ -371,3 +371,27 @@ func TestACMEOnDemand(t *testing.T) {
 		t.Errorf("refusal not logged:\n%s", e.logs.String())
 	}
 }
+
+// TestPendingWithoutACME: names that ACME should manage are pending while
+// it does not run (no data folder here), not silently left out.
+func TestPendingWithoutACME(t *testing.T) {
+	ca, err := LoadOrCreateCA(filepath.Join(t.TempDir(), "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(ca)
+	pol, err := m.Compile(parseConfig(t, "tls:\n  acme: {email: ops@example.com}\nsites:\n  - hosts: [b.example.com, a.example.com]\n    routes: [{path: /, respond: hi}]\n  - hosts: [internal.example.com]\n    tls: internal\n    routes: [{path: /, respond: hi}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Use(pol)
+	if got := fmt.Sprint(m.Pending()); got != "[a.example.com b.example.com]" {
+		t.Errorf("pending before Manage: %s", got)
+	}
+	if err := m.Manage(Ports{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(m.Pending()); got != "[a.example.com b.example.com]" {
+		t.Errorf("pending with ACME off for want of a data folder: %s", got)
+	}
+}

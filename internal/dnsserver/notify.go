@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"net"
 	"net/netip"
@@ -42,12 +43,13 @@ type notifyKey struct {
 // is no longer announced. s.mu is held.
 func (s *Server) storeZones(eff *zone.Set) {
 	old := s.zones.Swap(eff)
-	if s.Serials != nil {
-		serials := map[string]uint32{}
+	if s.Serials != nil && !s.closed {
+		served := map[string]servedSerial{}
 		for _, z := range eff.Zones() {
-			serials[z.Origin] = z.SOA().Serial
+			d := z.Digest()
+			served[z.Origin] = servedSerial{Serial: z.SOA().Serial, Digest: hex.EncodeToString(d[:])}
 		}
-		if err := s.Serials.served(serials); err != nil {
+		if err := s.Serials.served(served); err != nil {
 			s.log().Warn("DNS serials not kept on disk: after a restart a zone's serial may go back, and its secondaries miss changes until it passes the old one", "error", err.Error())
 		}
 	}
@@ -118,13 +120,16 @@ func (s *Server) notifyChanged(old, cur *zone.Set) {
 }
 
 // sourceFor is the address a NOTIFY to `to` leaves from: the first address
-// of to's family the server listens on, as secondaries accept NOTIFY only
-// from their primary's address; none (the route picks) when the server
-// listens on all of them. s.mu is held.
+// the server listens on that can reach it (its family; loopback for a
+// loopback secondary alone), as secondaries accept NOTIFY only from their
+// primary's address; none (the route picks) when there is no such
+// address, or the server listens on all of them. s.mu is held.
 func (s *Server) sourceFor(to netip.AddrPort) netip.Addr {
+	dst := to.Addr().Unmap()
 	for _, u := range s.udp {
 		a := u.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
-		if a.Is4() == to.Addr().Unmap().Is4() && !a.IsUnspecified() {
+		if a.Is4() == dst.Is4() && !a.IsUnspecified() && a.IsLoopback() == dst.IsLoopback() &&
+			a.IsLinkLocalUnicast() == dst.IsLinkLocalUnicast() {
 			return a
 		}
 	}

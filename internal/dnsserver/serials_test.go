@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,8 +22,8 @@ func soaSerial(t *testing.T, addr string) uint32 {
 }
 
 // TestSerialsNeverGoBack: a zone whose serial a DNS-01 record raised keeps
-// a higher serial on the next server (a reload to new addresses) and after
-// a restart, though its own serial did not move.
+// that serial on the next server (a reload to new addresses) and after a
+// restart, though its own serial did not move; new records raise it.
 func TestSerialsNeverGoBack(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "dns", "serials.json")
 	kept := NewSerials(path)
@@ -42,9 +43,8 @@ func TestSerialsNeverGoBack(t *testing.T) {
 	s1.Close()
 
 	_, addr2 := start(t, ownSerial, func(s *Server) { s.Serials = kept })
-	second := soaSerial(t, addr2)
-	if !serialLess(raised, second) {
-		t.Errorf("a new server went back from %d to %d", raised, second)
+	if second := soaSerial(t, addr2); second != raised {
+		t.Errorf("a new server with the same records moved the serial from %d to %d", raised, second)
 	}
 
 	data, err := os.ReadFile(path)
@@ -59,35 +59,70 @@ func TestSerialsNeverGoBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, addr3 := start(t, ownSerial, func(s *Server) { s.Serials = restarted })
-	if third := soaSerial(t, addr3); !serialLess(second, third) && third != second {
-		t.Errorf("after a restart the serial went back from %d to %d", second, third)
+	if third := soaSerial(t, addr3); third != raised {
+		t.Errorf("a restart with the same records moved the serial from %d to %d", raised, third)
+	}
+	// New records under the zone's own, now lower, serial: one above.
+	changed := ownSerial + "        - {name: www, type: A, value: 192.0.2.80}\n"
+	s4, addr4 := start(t, changed, func(s *Server) { s.Serials = restarted })
+	if got := soaSerial(t, addr4); got != raised+1 {
+		t.Errorf("new records served with %d, want %d", got, raised+1)
+	}
+	for range 3 { // reloads that change nothing move nothing
+		if err := s4.Update(compile(t, changed)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := soaSerial(t, addr4); got != raised+1 {
+		t.Errorf("after reloads with the same records: %d, want %d", got, raised+1)
+	}
+	// An own serial above the last served is served as written.
+	ahead := strings.Replace(changed, "2024010101", "2024020101", 1)
+	if err := s4.Update(compile(t, ahead)); err != nil {
+		t.Fatal(err)
+	}
+	if got := soaSerial(t, addr4); got != 2024020101 {
+		t.Errorf("an own serial ahead served as %d", got)
 	}
 
-	// A zone whose serial was never raised keeps its own.
+	// A zone whose serial was never raised keeps its own; one whose SOA
+	// gatehouse makes keeps the first serial made while its records stay.
 	plain := NewSerials("")
-	_, addr4 := start(t, ownSerial, func(s *Server) { s.Serials = plain })
 	_, addr5 := start(t, ownSerial, func(s *Server) { s.Serials = plain })
-	if a, b := soaSerial(t, addr4), soaSerial(t, addr5); a != 2024010101 || b != 2024010101 {
+	_, addr6 := start(t, ownSerial, func(s *Server) { s.Serials = plain })
+	if a, b := soaSerial(t, addr5), soaSerial(t, addr6); a != 2024010101 || b != 2024010101 {
 		t.Errorf("an unchanged zone moved: %d, %d", a, b)
+	}
+	madeSOA := "dns:\n  zones:\n    example.org:\n      records:\n        - {name: www, type: A, value: 192.0.2.1}\n"
+	m, addr7 := start(t, madeSOA, func(s *Server) { s.Serials = plain })
+	first := soaSerial(t, addr7)
+	if err := m.Update(compile(t, madeSOA)); err != nil {
+		t.Fatal(err)
+	}
+	if got := soaSerial(t, addr7); got != first {
+		t.Errorf("a reload with the same records moved a made serial from %d to %d", first, got)
 	}
 }
 
 func TestDecodeSerials(t *testing.T) {
-	for _, bad := range []string{`[`, `{"example.org": 1}`, `{"Example.org.": 1}`, `{"a..b.": 1}`, `{"example.org.": -1}`} {
-		if _, err := DecodeSerials([]byte(bad)); err == nil {
+	digest := `"` + strings.Repeat("ab", 32) + `"`
+	for _, bad := range []string{`[`, `{"example.org": {"serial": 1, "digest": ` + digest + `}}`, `{"Example.org.": {"serial": 1, "digest": ` + digest + `}}`,
+		`{"a..b.": {"serial": 1, "digest": ` + digest + `}}`, `{"example.org.": {"serial": -1, "digest": ` + digest + `}}`,
+		`{"example.org.": {"serial": 1, "digest": "abc"}}`, `{"example.org.": 1}`} {
+		if _, err := decodeSerials([]byte(bad)); err == nil {
 			t.Errorf("%s: accepted", bad)
 		}
 	}
-	if m, err := DecodeSerials([]byte(`null`)); err != nil || m == nil {
+	if m, err := decodeSerials([]byte(`null`)); err != nil || m == nil {
 		t.Errorf("null: %v %v", m, err)
 	}
 }
 
 func FuzzDecodeSerials(f *testing.F) {
-	f.Add([]byte(`{"example.org.": 2024010101, "gatehouse.test.": 1796607945}`))
+	f.Add([]byte(`{"example.org.": {"serial": 2024010101, "digest": "` + strings.Repeat("0f", 32) + `"}}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := DecodeSerials(data)
+		m, err := decodeSerials(data)
 		if err != nil {
 			return
 		}
@@ -95,9 +130,12 @@ func FuzzDecodeSerials(f *testing.F) {
 		if err := s.Load(data); err != nil {
 			t.Fatalf("decoded, then refused: %v", err)
 		}
-		for apex, n := range m {
-			if got, ok := s.Last(apex); !ok || got != n {
-				t.Fatalf("%s: %d %v, want %d", apex, got, ok, n)
+		// What is kept decides as it says: the same digest keeps the serial.
+		for apex, z := range m {
+			var d [32]byte
+			hex.Decode(d[:], []byte(z.Digest))
+			if got := s.next(apex, z.Serial-1, d, true); got != z.Serial {
+				t.Fatalf("%s: same records at %d served with %d", apex, z.Serial, got)
 			}
 		}
 	})

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/netip"
 	"runtime"
@@ -56,20 +55,18 @@ type Server struct {
 	// MaxTCP caps open TCP connections (default 1024); more are closed at
 	// once.
 	MaxTCP int
-	// Serials, when set, keeps every zone's serial from going back, across
-	// servers sharing it and restarts (see Serials).
+	// Serials decides every zone's serial from the last one served (see
+	// Serials); share one across servers, and give it a file, so that a
+	// new server or a restart goes on from there. Nil: one in memory.
 	Serials *Serials
 
 	zones atomic.Pointer[zone.Set] // base plus run-time TXT records
 	rrl   atomic.Pointer[limiter]
 
-	mu    sync.Mutex
-	base  *zone.Set
-	txt   map[uint64]zone.TXT
-	txtID uint64
-	// txtBump counts, by zone, the run-time TXT records that came and went:
-	// what its serial is raised by (see zone.Set.WithTXT).
-	txtBump map[string]uint32
+	mu      sync.Mutex
+	base    *zone.Set
+	txt     map[uint64]zone.TXT
+	txtID   uint64
 	started bool
 	// notifying cancels the NOTIFY messages of a zone's last change, when
 	// a newer one replaces it; stop cancels them all (Close).
@@ -114,7 +111,7 @@ func (s *Server) Update(set *zone.Set) error {
 	}
 	s.base = set
 	s.storeZones(eff)
-	for _, z := range set.Status() {
+	for _, z := range eff.Status() {
 		s.log().Info("DNS zone loaded", "zone", z.Name, "serial", z.Serial, "records", z.Records, "source", z.Source)
 	}
 	return nil
@@ -122,23 +119,15 @@ func (s *Server) Update(set *zone.Set) error {
 
 // effective is set as served: with the run-time TXT records (a record
 // whose zone is gone from set is kept for when the zone returns, but not
-// served), and every serial raised above the last one served when it
-// would go back.
+// served), and each zone at the serial Serials.next gives it: the one
+// last served while its records are the same, a higher one once they
+// change (a DNS-01 record that comes or goes is a change). s.mu is held.
 func (s *Server) effective(set *zone.Set) (*zone.Set, error) {
-	bumps := maps.Clone(s.txtBump)
-	if s.Serials != nil {
-		for _, z := range set.Zones() {
-			last, ok := s.Serials.Last(z.Origin)
-			if cur := z.SOA().Serial + bumps[z.Origin]; ok && serialLess(cur, last) {
-				if bumps == nil {
-					bumps = map[string]uint32{}
-				}
-				bumps[z.Origin] += last + 1 - cur
-			}
-		}
+	if set == nil {
+		return nil, nil
 	}
-	if set == nil || len(bumps) == 0 {
-		return set, nil
+	if s.Serials == nil {
+		s.Serials = NewSerials("")
 	}
 	ids := make([]uint64, 0, len(s.txt))
 	for id := range s.txt {
@@ -152,7 +141,24 @@ func (s *Server) effective(set *zone.Set) (*zone.Set, error) {
 			recs = append(recs, r)
 		}
 	}
-	return set.WithTXT(recs, bumps)
+	eff, err := set.WithTXT(recs, nil)
+	if err != nil {
+		return nil, err
+	}
+	var raise map[string]uint32
+	for _, z := range eff.Zones() {
+		cur := z.SOA().Serial
+		if want := s.Serials.next(z.Origin, cur, z.Digest(), z.SerialMade()); want != cur {
+			if raise == nil {
+				raise = map[string]uint32{}
+			}
+			raise[z.Origin] = want - cur // serial arithmetic: wraps as RFC 1982 does
+		}
+	}
+	if raise == nil {
+		return eff, nil
+	}
+	return set.WithTXT(recs, raise)
 }
 
 // PublishTXT serves a TXT record at fqdn until remove is called, across
@@ -169,22 +175,13 @@ func (s *Server) PublishTXT(fqdn, value string) (remove func(), err error) {
 	if s.txt == nil {
 		s.txt = map[uint64]zone.TXT{}
 	}
-	z := s.base.ZoneFor(fqdn)
-	if z == nil {
+	if s.base.ZoneFor(fqdn) == nil {
 		return nil, fmt.Errorf("publishing TXT %s: no zone served here holds it: add its zone to dns.zones", strings.TrimSuffix(fqdn, "."))
 	}
 	s.txt[id] = zone.TXT{Name: fqdn, Value: value}
-	if s.txtBump == nil {
-		s.txtBump = map[string]uint32{}
-	}
-	apex := z.Origin
-	s.txtBump[apex]++
 	eff, err := s.effective(s.base)
 	if err != nil {
 		delete(s.txt, id)
-		if s.txtBump[apex]--; s.txtBump[apex] == 0 {
-			delete(s.txtBump, apex)
-		}
 		return nil, err
 	}
 	s.storeZones(eff)
@@ -194,7 +191,6 @@ func (s *Server) PublishTXT(fqdn, value string) (remove func(), err error) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			delete(s.txt, id)
-			s.txtBump[apex]++
 			if eff, err := s.effective(s.base); err == nil {
 				s.storeZones(eff)
 			}

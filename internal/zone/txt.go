@@ -18,19 +18,17 @@ type TXT struct {
 // within minutes.
 const TXTTTL = 60
 
-// WithTXT returns a Set that also serves recs, leaving s unchanged. The
-// serial of each zone in bumps (by apex) is raised by its count, so
-// secondaries see each change: the caller counts every record a zone
-// gained or lost, and keeps counting after the last is gone (a serial
-// back at s's would hide the removal). A name outside the zones, delegated
-// away, or holding a CNAME is an error.
-func (s *Set) WithTXT(recs []TXT, bumps map[string]uint32) (*Set, error) {
-	if len(recs) == 0 && len(bumps) == 0 {
+// WithTXT returns a Set that also serves recs, leaving s unchanged, with
+// the serial of each zone in raise (by apex) raised by its amount (the
+// caller decides serials: see dnsserver.Serials). A name outside the
+// zones, delegated away, or holding a CNAME is an error.
+func (s *Set) WithTXT(recs []TXT, raise map[string]uint32) (*Set, error) {
+	if len(recs) == 0 && len(raise) == 0 {
 		return s, nil
 	}
 	inputs := slices.Clone(s.inputs)
 	changed := make([]bool, len(inputs))
-	raise := func(i int) {
+	raiseAt := func(i int) {
 		if changed[i] {
 			return
 		}
@@ -39,16 +37,16 @@ func (s *Set) WithTXT(recs []TXT, bumps map[string]uint32) (*Set, error) {
 		for j, rr := range inputs[i].rrs {
 			if soa, ok := rr.(*dns.SOA); ok {
 				c := dns.Copy(soa).(*dns.SOA)
-				c.Serial += bumps[inputs[i].apex]
+				c.Serial += raise[inputs[i].apex]
 				rr = c
 			}
 			rrs[j] = rr
 		}
 		inputs[i].rrs = rrs
 	}
-	for apex := range bumps {
+	for apex := range raise {
 		if i := slices.IndexFunc(inputs, func(in zoneInput) bool { return in.apex == apex }); i >= 0 {
-			raise(i)
+			raiseAt(i)
 		}
 	}
 	for _, r := range recs {
@@ -68,7 +66,7 @@ func (s *Set) WithTXT(recs []TXT, bumps map[string]uint32) (*Set, error) {
 			return nil, fmt.Errorf("publishing TXT %s: the name is delegated to other name servers", strings.TrimSuffix(name, "."))
 		}
 		i := slices.IndexFunc(inputs, func(in zoneInput) bool { return in.apex == z.Origin })
-		raise(i)
+		raiseAt(i)
 		inputs[i].rrs = append(inputs[i].rrs, &dns.TXT{
 			Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: TXTTTL},
 			Txt: splitTXT(r.Value),

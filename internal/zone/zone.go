@@ -11,11 +11,13 @@
 package zone
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net/netip"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +48,10 @@ type Zone struct {
 	all    []dns.RR
 	allow  []netip.Prefix
 	notify []netip.AddrPort
+	made   bool // gatehouse made the SOA, and so its serial
+
+	digestOnce sync.Once
+	digest     [sha256.Size]byte
 }
 
 // node is one name of a zone; an empty node is an empty non-terminal
@@ -62,6 +68,7 @@ type zoneInput struct {
 	rrs    []dns.RR
 	allow  []netip.Prefix
 	notify []netip.AddrPort
+	made   bool // see Zone.made
 }
 
 // Compile builds the Set served for cfg. siteHosts are the host names of
@@ -160,7 +167,7 @@ func compile(cfg config.DNS, siteHosts []string, serial uint32) (*Set, error) {
 				errs.Add(at(&z.File), p.Msg)
 			}
 		}
-		in.rrs = withSOAandNS(in.rrs, apex, z.ZoneTTL(), serial)
+		in.rrs, in.made = withSOAandNS(in.rrs, apex, z.ZoneTTL(), serial)
 		inputs = append(inputs, in)
 	}
 	if err := errs.Err(); err != nil {
@@ -171,8 +178,9 @@ func compile(cfg config.DNS, siteHosts []string, serial uint32) (*Set, error) {
 }
 
 // withSOAandNS adds the records every zone needs when they are not written:
-// NS ns1.<apex> and a SOA naming it (RFC 1035 §5.2).
-func withSOAandNS(rrs []dns.RR, apex string, ttl, serial uint32) []dns.RR {
+// NS ns1.<apex> and a SOA naming it (RFC 1035 §5.2). made is whether it
+// made the SOA.
+func withSOAandNS(rrs []dns.RR, apex string, ttl, serial uint32) (_ []dns.RR, made bool) {
 	var ns string
 	hasSOA := false
 	for _, rr := range rrs {
@@ -200,7 +208,7 @@ func withSOAandNS(rrs []dns.RR, apex string, ttl, serial uint32) []dns.RR {
 			Refresh: 3600, Retry: 600, Expire: 604800, Minttl: ttl,
 		})
 	}
-	return rrs
+	return rrs, !hasSOA
 }
 
 // publish adds A and AAAA records for the site hosts inside served zones.
@@ -256,7 +264,7 @@ func publish(inputs []zoneInput, p config.Publish, hosts []string, zones map[str
 func build(inputs []zoneInput) *Set {
 	s := &Set{zones: make(map[string]*Zone, len(inputs)), inputs: inputs}
 	for _, in := range inputs {
-		z := &Zone{Origin: in.apex, Source: in.source, nodes: map[string]*node{}, allow: in.allow, notify: in.notify}
+		z := &Zone{Origin: in.apex, Source: in.source, nodes: map[string]*node{}, allow: in.allow, notify: in.notify, made: in.made}
 		for _, rr := range in.rrs {
 			h := rr.Header()
 			if c := dns.CanonicalName(h.Name); c != h.Name {
@@ -377,6 +385,34 @@ func (z *Zone) TransferAllowed(addr netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// SerialMade reports whether gatehouse made the zone's SOA, and so its
+// serial (a new one at each compile), rather than the zone writing it.
+func (z *Zone) SerialMade() bool { return z.made }
+
+// Digest is a SHA-256 of the zone's records, the SOA's serial left out:
+// two zones with the same digest serve the same answers.
+func (z *Zone) Digest() [sha256.Size]byte {
+	z.digestOnce.Do(func() {
+		lines := make([]string, 0, len(z.all))
+		for _, rr := range z.all {
+			if soa, ok := rr.(*dns.SOA); ok {
+				c := *soa
+				c.Serial = 0
+				rr = &c
+			}
+			lines = append(lines, rr.String())
+		}
+		slices.Sort(lines)
+		h := sha256.New()
+		for _, l := range lines {
+			h.Write([]byte(l))
+			h.Write([]byte{'\n'})
+		}
+		h.Sum(z.digest[:0])
+	})
+	return z.digest
 }
 
 // Notify returns the secondaries to tell of a new serial.

@@ -305,7 +305,8 @@ func FuzzParseZone(f *testing.F) {
 		if len(config.CheckZone(apex, rrs)) > 0 {
 			return
 		}
-		s := build([]zoneInput{{apex: apex, rrs: withSOAandNS(rrs, apex, 300, 1)}})
+		withSOA, _ := withSOAandNS(rrs, apex, 300, 1)
+		s := build([]zoneInput{{apex: apex, rrs: withSOA}})
 		for _, rr := range rrs {
 			for _, qt := range []uint16{dns.TypeA, rr.Header().Rrtype, dns.TypeANY} {
 				s.Lookup(rr.Header().Name, qt)
