@@ -30,9 +30,10 @@ import (
 // behind a serial it already holds. Kept in a file, it holds across
 // restarts; shared, across the DNS servers of one process.
 type Serials struct {
-	mu   sync.Mutex
-	path string // "" keeps them in memory only
-	last map[string]servedSerial
+	mu    sync.Mutex
+	path  string // "" keeps them in memory only
+	last  map[string]servedSerial
+	dirty bool // the file is behind last: its last write failed
 }
 
 type servedSerial struct {
@@ -84,21 +85,22 @@ func (s *Serials) next(apex string, own uint32, digest [sha256.Size]byte, made b
 func (s *Serials) served(zones map[string]servedSerial) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	changed := false
 	for apex, z := range zones {
 		if s.last[apex] != z {
 			s.last[apex] = z
-			changed = true
+			s.dirty = true
 		}
 	}
-	if !changed || s.path == "" {
+	if !s.dirty || s.path == "" {
 		return nil
 	}
 	data, _ := json.MarshalIndent(s.last, "", "  ") // cannot fail: strings and numbers
-	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
-		return err
+	err := os.MkdirAll(filepath.Dir(s.path), 0o700)
+	if err == nil {
+		err = atomicfile.Write(s.path, append(data, '\n'), 0o600)
 	}
-	return atomicfile.Write(s.path, append(data, '\n'), 0o600)
+	s.dirty = err != nil // tried again at the next change of zones
+	return err
 }
 
 // decodeSerials reads a serials file:

@@ -140,3 +140,45 @@ func FuzzDecodeSerials(f *testing.F) {
 		}
 	})
 }
+
+// TestSerialsWriteRetried: a write that failed is made at the next call,
+// even when nothing changed since.
+func TestSerialsWriteRetried(t *testing.T) {
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "dns")
+	os.WriteFile(blocker, nil, 0o600) // a file where the folder should be
+	s := NewSerials(filepath.Join(blocker, "serials.json"))
+	zones := map[string]servedSerial{"example.org.": {Serial: 7, Digest: strings.Repeat("ab", 32)}}
+	if err := s.served(zones); err == nil {
+		t.Fatal("the write under a file did not fail")
+	}
+	os.Remove(blocker)
+	if err := s.served(zones); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(blocker, "serials.json"))
+	if err != nil || !strings.Contains(string(data), `"serial": 7`) {
+		t.Errorf("not written once possible: %v\n%s", err, data)
+	}
+}
+
+// TestResyncAfterReplace: a server that replaces another (a reload to new
+// addresses) serves above what the other served in between.
+func TestResyncAfterReplace(t *testing.T) {
+	kept := NewSerials("")
+	old, _ := start(t, ownSerial, func(s *Server) { s.Serials = kept })
+	next, addr := start(t, ownSerial, func(s *Server) { s.Serials = kept })
+	remove, err := old.PublishTXT("_acme-challenge.example.org", "token") // served at …02
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer remove()
+	old.Close()
+	if got := soaSerial(t, addr); got != 2024010101 {
+		t.Fatalf("before the resync: %d", got)
+	}
+	next.Resync()
+	if got := soaSerial(t, addr); got != 2024010103 {
+		t.Errorf("after the resync: %d, want 2024010103 (above the 2024010102 the old server served)", got)
+	}
+}

@@ -117,6 +117,18 @@ func (s *Server) Update(set *zone.Set) error {
 	return nil
 }
 
+// Resync serves the zones again with the serials decided now. A server
+// that replaces another sharing its Serials calls it once the other is
+// closed: what the other served in between (a DNS-01 record) is then
+// taken into account.
+func (s *Server) Resync() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if eff, err := s.effective(s.base); err == nil && eff != nil {
+		s.storeZones(eff)
+	}
+}
+
 // effective is set as served: with the run-time TXT records (a record
 // whose zone is gone from set is kept for when the zone returns, but not
 // served), and each zone at the serial Serials.next gives it: the one

@@ -72,6 +72,9 @@ func (in *Instance) applyDNS(g *generation) (commit func(), err error) {
 	return func() {
 		if in.dns != nil {
 			in.dns.Close()
+			if next != nil {
+				next.Resync()
+			}
 		}
 		in.dns, in.dnsListen = next, slices.Clone(want)
 	}, nil
