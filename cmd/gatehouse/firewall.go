@@ -1,12 +1,9 @@
 package main
 
 import (
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/netip"
 	"net/url"
 
@@ -73,23 +70,11 @@ func cmdUnban(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Admin.Listen == "" {
-		return fmt.Errorf("%s has no admin API (admin.listen) to send the unban to: add one", cfg.File)
-	}
-	resp, err := adminRequest(cfg, cf, "POST", "/firewall/unban?source="+url.QueryEscape(src.String()))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
 	var out struct {
 		Source string `json:"source"`
-		Error  string `json:"error"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK && out.Error == "" {
-		return fmt.Errorf("admin API answered %s", resp.Status)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return &exitError{code: 1, err: errors.New(out.Error)}
+	if err := adminCall(cfg, cf, "/firewall/unban?source="+url.QueryEscape(src.String()), "the unban to: add one", &out); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "the ban on %s is lifted\n", out.Source)
 	return nil

@@ -317,6 +317,23 @@ func TestFirewallUnbanCLI(t *testing.T) {
 	}
 }
 
+// TestReloadCLI asks a running instance to read its config again, which
+// works, then fails with the config's problems listed.
+func TestReloadCLI(t *testing.T) {
+	g := gatetest.Start(t, "admin: {listen: 127.0.0.1:0, token: tok}\nsites:\n  - hosts: [example.org]\n    routes: [{path: /, respond: hi}]\n")
+	path := filepath.Join(t.TempDir(), "gatehouse.yaml")
+	os.WriteFile(path, []byte("admin: {listen: "+g.AdminAddr()+", token: tok}\n"), 0o600)
+	var out bytes.Buffer
+	if code := run([]string{"reload", "-c", path}, &out, &out); code != 0 || !strings.Contains(out.String(), "gatehouse reloaded its config") {
+		t.Errorf("exit %d: %s", code, out.String())
+	}
+	os.WriteFile(g.Config.File, []byte("sites:\n  - hosts: [example.org]\n    routes: [{path: /, proxi: x}]\n"), 0o600)
+	out.Reset()
+	if code := run([]string{"reload", "-c", path}, &out, &out); code != 1 || !strings.Contains(out.String(), "the running config is unchanged") || !strings.Contains(out.String(), `unknown key "proxi"`) {
+		t.Errorf("a bad config: exit %d: %s", code, out.String())
+	}
+}
+
 // TestWatchReloads runs gatehouse with --watch and edits its config: the
 // new route answers without a signal or a command.
 func TestWatchReloads(t *testing.T) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,30 +28,47 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Admin.Listen == "" {
-		return fmt.Errorf("%s has no admin API (admin.listen) to send the reload to: add one, or send SIGHUP to the gatehouse process", cfg.File)
+	if err := adminCall(cfg, cf, "/reload", "the reload to: add one, or send SIGHUP to the gatehouse process", nil); err != nil {
+		return err
 	}
-	resp, err := adminRequest(cfg, cf, "POST", "/reload")
+	fmt.Fprintln(stdout, "gatehouse reloaded its config")
+	return nil
+}
+
+// adminCall POSTs to path on the admin API cfg names and decodes its JSON
+// answer into out (unless nil). An answer other than 200 is the error it
+// names, with the config's problems; noAdmin ends the message when cfg has
+// no admin API ("the X to: what to do").
+func adminCall(cfg *config.Config, cf commonFlags, path, noAdmin string, out any) error {
+	if cfg.Admin.Listen == "" {
+		return fmt.Errorf("%s has no admin API (admin.listen) to send %s", cfg.File, noAdmin)
+	}
+	resp, err := adminRequest(cfg, cf, "POST", path)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	var out struct {
-		Status   string   `json:"status"`
-		Error    string   `json:"error"`
-		Problems []string `json:"problems"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return fmt.Errorf("admin API answered %s", resp.Status)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("reading the admin API's answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		msg := out.Error
-		if len(out.Problems) > 0 {
-			msg += ":\n" + strings.Join(out.Problems, "\n")
+		var fail struct {
+			Error    string   `json:"error"`
+			Problems []string `json:"problems"`
 		}
-		return &exitError{code: 1, err: fmt.Errorf("%s", msg)}
+		if json.Unmarshal(body, &fail) != nil || fail.Error == "" {
+			return fmt.Errorf("admin API answered %s", resp.Status)
+		}
+		msg := fail.Error
+		if len(fail.Problems) > 0 {
+			msg += ":\n" + strings.Join(fail.Problems, "\n")
+		}
+		return &exitError{code: 1, err: errors.New(msg)}
 	}
-	fmt.Fprintln(stdout, "gatehouse reloaded its config")
+	if out != nil && json.Unmarshal(body, out) != nil {
+		return fmt.Errorf("admin API answered %s with what is not JSON", resp.Status)
+	}
 	return nil
 }
 
