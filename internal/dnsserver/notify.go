@@ -38,9 +38,9 @@ type notifyKey struct {
 	to   netip.AddrPort
 }
 
-// storeZones serves eff and, once the server is started, tells the
-// secondaries of every zone whose serial it changes. A zone gone from eff
-// is no longer announced. s.mu is held.
+// storeZones serves eff, records its serials (see Serials) and, once the
+// server is started, tells the secondaries of every zone whose serial it
+// changes. A zone gone from eff is no longer announced. s.mu is held.
 func (s *Server) storeZones(eff *zone.Set) {
 	old := s.zones.Swap(eff)
 	if s.Serials != nil && !s.closed {

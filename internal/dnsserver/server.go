@@ -1,6 +1,8 @@
 // Package dnsserver owns gatehouse's authoritative DNS server: the UDP and
 // TCP sockets, the query path from packet to reply, response rate limiting,
-// zone transfers, and the TXT records published at run time (ACME DNS-01).
+// zone transfers, the TXT records published at run time (ACME DNS-01), the
+// serial each zone is served with (Serials) and the NOTIFY messages that
+// tell secondaries of a new one.
 //
 // A Server lives as long as the process; each config generation hands it a
 // compiled zone.Set with Update, swapped atomically. The socket loops are
