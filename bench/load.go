@@ -14,7 +14,8 @@ import (
 // loadResult is what one load-generator run reports.
 type loadResult struct {
 	requests int64
-	errors   int64 // non-2xx answers and socket errors
+	errors   int64  // non-2xx answers and socket errors
+	kinds    string // the errors by kind, as the tool names them
 	rps      float64
 	p50, p99 time.Duration // zero when the tool does not report them
 }
@@ -71,16 +72,22 @@ func parseWrk(out string) (loadResult, error) {
 	if m := wrkRPS.FindStringSubmatch(out); m != nil {
 		r.rps, _ = strconv.ParseFloat(m[1], 64)
 	}
+	var kinds []string
 	if m := wrkNon2xx.FindStringSubmatch(out); m != nil {
 		n, _ := strconv.ParseInt(m[1], 10, 64)
 		r.errors += n
+		kinds = append(kinds, fmt.Sprintf("non-2xx/3xx %d", n))
 	}
 	if m := wrkSocket.FindStringSubmatch(out); m != nil {
-		for _, s := range m[1:] {
+		for i, s := range m[1:] {
 			n, _ := strconv.ParseInt(s, 10, 64)
 			r.errors += n
+			if n > 0 {
+				kinds = append(kinds, fmt.Sprintf("%s %d", [...]string{"connect", "read", "write", "timeout"}[i], n))
+			}
 		}
 	}
+	r.kinds = strings.Join(kinds, ", ")
 	for _, m := range wrkPct.FindAllStringSubmatch(out, -1) {
 		v, _ := strconv.ParseFloat(m[2], 64)
 		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[3]]

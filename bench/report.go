@@ -18,6 +18,7 @@ type sample struct {
 	P99us     float64
 	Requests  int64
 	Errors    int64
+	ErrorKind string `json:",omitempty"` // the errors by kind, when the tool says
 	PeakRSSKB int64
 }
 

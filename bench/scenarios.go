@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -89,7 +90,7 @@ func measure(p *proc.Proc, load func() (loadResult, error)) (sample, error) {
 		return sample{}, err
 	}
 	s := sample{
-		Requests: lr.requests, Errors: lr.errors, RPS: lr.rps,
+		Requests: lr.requests, Errors: lr.errors, ErrorKind: lr.kinds, RPS: lr.rps,
 		P50us: float64(lr.p50) / 1e3, P99us: float64(lr.p99) / 1e3,
 		PeakRSSKB: proc.HWMKB(pid),
 	}
@@ -166,7 +167,10 @@ func (r *runner) mainScenarios() error {
 					continue
 				}
 				r.res.add(s.ID, name, smp)
-				log.Printf("round %d %-13s %-9s %7.1f µs/%s %9.0f req/s  errors %d", round, s.ID, name, smp.CPUus, s.Unit, smp.RPS, smp.Errors)
+				log.Printf("round %d %-13s %-9s %7.1f µs/%s %9.0f req/s  errors %d %s", round, s.ID, name, smp.CPUus, s.Unit, smp.RPS, smp.Errors, smp.ErrorKind)
+				if smp.Errors > 0 {
+					r.res.Notes = append(r.res.Notes, fmt.Sprintf("round %d, %s, %s: %d errors (%s) of %d requests", round, s.ID, name, smp.Errors, cmp.Or(smp.ErrorKind, "as the tool counts them"), smp.Requests))
+				}
 			}
 		}
 	}
