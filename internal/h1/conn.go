@@ -154,6 +154,9 @@ func (x *exchange) next() {
 		x.file.Close()
 		x.file = nil
 	}
+	// A file cut short (the client left) leaves fileLeft behind: the next
+	// answer on this exchange would wait for a file that is not there.
+	x.fileOff, x.fileLeft = 0, 0
 	x.rOff, x.rN, x.bodyLeft, x.respLeft = 0, 0, 0, 0
 	x.mode, x.chunks = bodyNone, chunkScanner{}
 	x.upEOF, x.reusable, x.closeAfter, x.headOnly, x.replayable, x.idempotent = false, false, false, false, false, false

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,6 +90,8 @@ func newRig(t *testing.T, backend http.Handler, o rigOptions) *rig {
 	os.WriteFile(filepath.Join(dir, "a.css"), []byte("body { color: red }\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "a.css.gz"), []byte("pretend gzip"), 0o644)
 	os.WriteFile(filepath.Join(dir, "big.bin"), bytes.Repeat([]byte("b"), 100<<10), 0o644)
+	os.WriteFile(filepath.Join(dir, "huge.bin"), nil, 0o644)
+	os.Truncate(filepath.Join(dir, "huge.bin"), 16<<20) // more than a socket buffer holds; sparse, so cheap
 	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
 	os.WriteFile(filepath.Join(dir, "sub", "index.html"), []byte("<p>sub</p>"), 0o644)
 	files, err := static.New(config.Static{Root: dir})
@@ -1259,4 +1262,38 @@ func refusingAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// TestFileCutShortThenProxy: a client that leaves in the middle of a large
+// file leaves nothing behind for the requests that reuse its exchange.
+// Before, the cut file's byte count stayed, and the next answer on the
+// exchange waited for a file that was not there and lost its connection.
+func TestFileCutShortThenProxy(t *testing.T) {
+	r := newRig(t, http.HandlerFunc(echo), rigOptions{})
+	for range 4 {
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			// A small window, so the file cannot all leave at once.
+			return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		}}
+		c, err := d.Dial("tcp", r.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET /files/huge.bin HTTP/1.1\r\nHost: app.test\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.ReadFull(c, make([]byte, 512)); err != nil {
+			t.Fatal(err)
+		}
+		c.Close() // with most of the file still to come
+	}
+	time.Sleep(100 * time.Millisecond) // the loops see the clients go
+	for i := range 8 {
+		c := r.dial(t)
+		for j := range 2 { // the second on the same connection: it must stay open
+			resp, body := c.roundTrip("GET /after HTTP/1.1\r\nHost: app.test\r\n\r\n")
+			if resp.StatusCode != 200 || resp.Header.Get("X-Uri") != "/after" {
+				t.Fatalf("connection %d, request %d after the cut files: %d %q", i, j, resp.StatusCode, body)
+			}
+		}
+	}
 }
