@@ -408,13 +408,17 @@ func CheckZone(apex string, rrs []dns.RR) []ZoneProblem {
 	return out
 }
 
-// parseTransfer accepts 192.0.2.0/24 or a lone address.
-func parseTransfer(s string) error {
-	if _, err := netip.ParsePrefix(s); err == nil {
-		return nil
+// ParseTransfer reads a transfer entry: 192.0.2.0/24, or a lone address
+// as its /32 or /128.
+func ParseTransfer(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
 	}
-	_, err := netip.ParseAddr(s)
-	return err
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 func (c *Config) validateDNS(errs *ErrorList) {
@@ -484,7 +488,7 @@ func (c *Config) validateDNS(errs *ErrorList) {
 
 func (c *Config) validateZone(errs *ErrorList, d *DNS, z *Zone, apex string) {
 	for i := range z.Transfer {
-		if err := parseTransfer(z.Transfer[i]); err != nil {
+		if _, err := ParseTransfer(z.Transfer[i]); err != nil {
 			errs.Add(c.PosOf(&z.Transfer[i]), fmt.Sprintf("transfer %q is not an address or CIDR: write 192.0.2.53 or 192.0.2.0/24", z.Transfer[i]))
 		}
 	}
@@ -495,12 +499,8 @@ func (c *Config) validateZone(errs *ErrorList, d *DNS, z *Zone, apex string) {
 			continue
 		}
 		if !slices.ContainsFunc(z.Transfer, func(t string) bool {
-			p, err := netip.ParsePrefix(t)
-			if err != nil {
-				a, _ := netip.ParseAddr(t)
-				p = netip.PrefixFrom(a, a.BitLen())
-			}
-			return p.IsValid() && p.Contains(ap.Addr())
+			p, err := ParseTransfer(t)
+			return err == nil && p.Contains(ap.Addr())
 		}) {
 			errs.Warn(c.PosOf(&z.Notify[i]), fmt.Sprintf("notify %s is not in this zone's transfer list, so the secondary is told of each change and then refused the transfer: add %s to transfer", z.Notify[i], ap.Addr()))
 		}

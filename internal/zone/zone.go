@@ -123,16 +123,12 @@ func compile(cfg config.DNS, siteHosts []string, serial uint32) (*Set, error) {
 		seen[apex] = true
 		in := zoneInput{apex: apex, source: "config", notify: z.NotifyTargets()}
 		for _, t := range z.Transfer {
-			p, err := netip.ParsePrefix(t)
+			p, err := config.ParseTransfer(t)
 			if err != nil {
-				a, aerr := netip.ParseAddr(t)
-				if aerr != nil {
-					errs.Add(at(&t), fmt.Sprintf("transfer %q is not an address or CIDR", t))
-					continue
-				}
-				p = netip.PrefixFrom(a, a.BitLen())
+				errs.Add(at(&t), fmt.Sprintf("transfer %q is not an address or CIDR", t))
+				continue
 			}
-			in.allow = append(in.allow, p.Masked())
+			in.allow = append(in.allow, p)
 		}
 		var index []int // record index of each rr, for positions
 		if z.File != "" {
