@@ -31,7 +31,8 @@ type Gatehouse struct {
 	HTTPS  string // host:port of the first HTTPS listener
 	DNS    string // host:port of the first DNS listener, UDP and TCP
 	Roots  *x509.CertPool
-	// Logs holds everything gatehouse logged (both logs), for assertions.
+	// Logs holds everything gatehouse logged (both logs, the access log
+	// unless the config turns it off), for assertions.
 	Logs *syncbuf.Buffer
 	// DataDir is the instance's data directory.
 	DataDir string
@@ -103,7 +104,11 @@ func StartConfig(t testing.TB, cfg *config.Config) *Gatehouse {
 	if data == "" {
 		data = t.TempDir()
 	}
-	in, err := instance.New(cfg, instance.Options{DataDir: data, Log: log, AccessLog: log})
+	access := log
+	if cfg.Log.Access == "off" {
+		access = nil
+	}
+	in, err := instance.New(cfg, instance.Options{DataDir: data, Log: log, AccessLog: access})
 	if err != nil {
 		t.Fatalf("instance.New: %v", err)
 	}

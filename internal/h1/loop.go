@@ -53,6 +53,11 @@ type loop struct {
 	// once), it stays at the most ever lent at once.
 	bufsMade atomic.Int64
 	events   []unix.EpollEvent
+	// poll is pollOnce as a func value made once: a closure made at each
+	// wait would be an allocation per wake-up.
+	poll    func(fd uintptr) bool
+	polled  int
+	pollErr error
 
 	now      int64 // unix nanoseconds, once per wake-up
 	nextScan int64
@@ -76,6 +81,7 @@ func newLoop(e *Engine) (*loop, error) {
 		return nil, err
 	}
 	l := &loop{e: e, epfd: epfd, wakefd: wfd, idle: map[netip.AddrPort][]*upConn{}, events: make([]unix.EpollEvent, 256)}
+	l.poll = l.pollOnce
 	err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wfd)})
 	if err == nil {
 		err = unix.SetNonblock(epfd, true) // so that os.NewFile puts it in the poller
@@ -187,19 +193,21 @@ func (l *loop) wait() (int, error) {
 		l.deadline = due
 		l.ep.SetReadDeadline(time.Unix(0, due))
 	}
-	var n int
-	var err error
-	rerr := l.epRaw.Read(func(fd uintptr) bool {
-		n, err = epollPoll(int(fd), l.events)
-		return n > 0 || err != nil
-	})
-	if rerr != nil {
-		if errors.Is(rerr, os.ErrDeadlineExceeded) {
+	l.polled, l.pollErr = 0, nil
+	if err := l.epRaw.Read(l.poll); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0, nil
 		}
-		return 0, rerr
+		return 0, err
 	}
-	return n, err
+	return l.polled, l.pollErr
+}
+
+// pollOnce is l.poll: one epoll_wait that never blocks, its results left
+// in l.polled and l.pollErr.
+func (l *loop) pollOnce(fd uintptr) bool {
+	l.polled, l.pollErr = epollPoll(int(fd), l.events)
+	return l.polled > 0 || l.pollErr != nil
 }
 
 // epollPoll is epoll_wait that never blocks, so it need not tell the
