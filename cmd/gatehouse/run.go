@@ -15,7 +15,9 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
+	"gatehouse/internal/accesslog"
 	"gatehouse/internal/certs"
 	"gatehouse/internal/config"
 	"gatehouse/internal/instance"
@@ -90,9 +92,13 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, o))
 }
 
+// accessFlush is how long an access-log line may wait to be written with
+// others: a busy server then makes one write for hundreds of requests.
+const accessFlush = 100 * time.Millisecond
+
 // accessLogger opens the access log; file is set when it is a file that
 // SIGUSR1 reopens.
-func accessLogger(cfg *config.Config, stderr io.Writer) (log *slog.Logger, file *reopenFile, err error) {
+func accessLogger(cfg *config.Config, stderr io.Writer) (log *accesslog.Writer, file *reopenFile, err error) {
 	var w io.Writer
 	switch cfg.Log.Access {
 	case "off":
@@ -107,7 +113,7 @@ func accessLogger(cfg *config.Config, stderr io.Writer) (log *slog.Logger, file 
 		}
 		w = file
 	}
-	return slog.New(slog.NewJSONHandler(w, nil)), file, nil
+	return accesslog.NewWriter(w, accessFlush), file, nil
 }
 
 func cmdRun(args []string, stderr io.Writer) error {
@@ -140,6 +146,9 @@ func cmdRun(args []string, stderr io.Writer) error {
 	}
 	if accessFile != nil {
 		defer accessFile.Close()
+	}
+	if access != nil {
+		defer access.Flush() // before the file closes: deferred calls run last first
 	}
 
 	in, err := instance.New(cfg, instance.Options{
@@ -181,6 +190,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 				in.ReloadFile()
 			case syscall.SIGUSR1:
 				if accessFile != nil {
+					access.Flush() // what was logged before goes to the file being rotated
 					if err := accessFile.Reopen(); err != nil {
 						log.Error("reopening the access log", "error", err)
 					}

@@ -8,13 +8,11 @@ package accesslog
 
 import (
 	"bufio"
-	"context"
 	"crypto/subtle"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -35,7 +33,7 @@ const (
 // Middleware wraps next. A nil Log keeps the journey but writes no lines.
 type Middleware struct {
 	Next     http.Handler
-	Log      *slog.Logger
+	Log      *Writer
 	ClientIP *clientip.Resolver
 	// Observe, when set, is told of every finished request (metrics).
 	Observe func(rec *journey.Record)
@@ -94,7 +92,7 @@ func (m *Middleware) Finish(rec *journey.Record) {
 	}
 	m.Ring.Add(rec)
 	if m.Log != nil {
-		m.log(rec)
+		m.Log.Log(rec)
 	}
 }
 
@@ -103,31 +101,6 @@ func noteTLS(rec *journey.Record, cs *tls.ConnectionState) {
 	rec.TLSCipher = tlsterm.CipherName(cs.CipherSuite)
 	rec.ALPN = cs.NegotiatedProtocol
 	rec.SNI = cs.ServerName
-}
-
-func (m *Middleware) log(rec *journey.Record) {
-	attrs := []slog.Attr{
-		slog.String("client", rec.Client.String()),
-		slog.String("host", rec.Host),
-		slog.String("method", rec.Method),
-		slog.String("path", rec.Path),
-		slog.Int("status", rec.Status),
-		slog.Int64("bytes", rec.Bytes),
-		slog.Duration("duration", rec.Duration),
-		slog.String("site", rec.Site),
-		slog.String("route", rec.Route),
-		slog.String("handler", rec.Handler),
-	}
-	if rec.TLS != "" {
-		attrs = append(attrs, slog.String("tls", rec.TLS))
-	}
-	if rec.Upstream != "" {
-		attrs = append(attrs, slog.String("upstream", rec.Upstream), slog.Duration("upstream_time", rec.UpstreamTime))
-	}
-	if rec.UpstreamErr != "" {
-		attrs = append(attrs, slog.String("upstream_error", rec.UpstreamErr))
-	}
-	m.Log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }
 
 // writer records the status and body bytes, and adds the journey headers

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -23,7 +22,7 @@ func ok(w http.ResponseWriter, r *http.Request) {
 
 func TestTraceHeaderOnlyWithToken(t *testing.T) {
 	var logs strings.Builder
-	m := &Middleware{Next: http.HandlerFunc(ok), TraceToken: "tok", Log: slog.New(slog.NewJSONHandler(&logs, nil)), Ring: journey.NewRing(2)}
+	m := &Middleware{Next: http.HandlerFunc(ok), TraceToken: "tok", Log: NewWriter(&logs, 0), Ring: journey.NewRing(2)}
 	for _, tc := range []struct {
 		send string
 		want bool

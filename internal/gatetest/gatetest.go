@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"gatehouse/internal/accesslog"
 	"gatehouse/internal/config"
 	"gatehouse/internal/instance"
 	"gatehouse/internal/syncbuf"
@@ -104,9 +105,9 @@ func StartConfig(t testing.TB, cfg *config.Config) *Gatehouse {
 	if data == "" {
 		data = t.TempDir()
 	}
-	access := log
-	if cfg.Log.Access == "off" {
-		access = nil
+	var access *accesslog.Writer
+	if cfg.Log.Access != "off" {
+		access = accesslog.NewWriter(logs, 0) // each line at once, for assertions
 	}
 	in, err := instance.New(cfg, instance.Options{DataDir: data, Log: log, AccessLog: access})
 	if err != nil {

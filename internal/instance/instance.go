@@ -56,7 +56,7 @@ type Options struct {
 	// Log receives gatehouse's own log lines; AccessLog the access log
 	// (nil for none).
 	Log       *slog.Logger
-	AccessLog *slog.Logger
+	AccessLog *accesslog.Writer
 	// Metrics records metrics; nil makes a new registry.
 	Metrics *metrics.Metrics
 	// Load reads the config file again on reload; nil is config.Load. The
