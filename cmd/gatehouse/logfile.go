@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"sync"
 )
@@ -43,4 +44,19 @@ func (r *reopenFile) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.f.Close()
+}
+
+// lockedWriter serializes writes to an output that several logs share:
+// gatehouse's own log, and the access log, which writes batches larger
+// than a pipe takes in one piece, so without it their lines could
+// interleave.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -379,5 +381,85 @@ func TestWatchReloads(t *testing.T) {
 	}
 	if got := get(); got != "after" {
 		t.Errorf("after the edit: %q", got)
+	}
+}
+
+// TestAccessLogFile runs gatehouse with the access log in a file and
+// rotates it as logrotate does: the lines written before SIGUSR1 are in
+// the moved file, those after it in the new one, and those still gathered
+// at SIGTERM are written before the process ends.
+func TestAccessLogFile(t *testing.T) {
+	port := freePort(t)
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "access.log")
+	path := filepath.Join(dir, "gatehouse.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf("listen: {http: [\"127.0.0.1:%d\"], https: [\"127.0.0.1:0\"]}\nlog: {access: %q}\nsites:\n  - hosts: [example.org]\n    tls: off\n    routes: [{path: /, respond: hi}]\n", port, logPath)), 0o644)
+	cmd := gatehouse("run", "-c", path, "--data", filepath.Join(dir, "data"))
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(stderr)
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), "gatehouse started") {
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	get := func(p string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", port, p), nil)
+		req.Host = "example.org"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for _, p := range []string{"/a", "/b", "/c"} {
+		get(p)
+	}
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGUSR1)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(logPath); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("SIGUSR1 did not reopen the access log")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	get("/d")
+	get("/e")
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("gatehouse: %v", err)
+	}
+	paths := func(file string) []string {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+			var v struct{ Msg, Path string }
+			if err := json.Unmarshal([]byte(l), &v); err != nil || v.Msg != "request" {
+				t.Errorf("%s: line %q (%v)", filepath.Base(file), l, err)
+			}
+			out = append(out, v.Path)
+		}
+		return out
+	}
+	if got := paths(logPath + ".1"); !slices.Equal(got, []string{"/a", "/b", "/c"}) {
+		t.Errorf("rotated file: %q", got)
+	}
+	if got := paths(logPath); !slices.Equal(got, []string{"/d", "/e"}) {
+		t.Errorf("new file: %q", got)
 	}
 }

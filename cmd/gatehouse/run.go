@@ -139,6 +139,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stderr = &lockedWriter{w: stderr}
 	log := newLogger(cfg, stderr)
 	access, accessFile, err := accessLogger(cfg, stderr)
 	if err != nil {
