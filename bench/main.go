@@ -143,6 +143,12 @@ func run(o options) error {
 	if err := r.mainScenarios(); err != nil {
 		return err
 	}
+	if r.want("h1-1k-log") {
+		if err := r.accessLogs(); err != nil {
+			log.Printf("h1-1k-log: %v", err)
+			res.Notes = append(res.Notes, "h1-1k-log failed: "+err.Error())
+		}
+	}
 	if r.want("routes-10k") {
 		if err := r.routes(); err != nil {
 			log.Printf("routes-10k: %v", err)

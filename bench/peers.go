@@ -177,16 +177,23 @@ func writeNginx(e *env, tag, upstreams, servers string) (string, error) {
 }
 
 func startNginx(e *env, cpu int, tag string) (*proc.Proc, error) {
+	return startNginxLogging(e, cpu, tag, "off")
+}
+
+// startNginxLogging is startNginx with access_log set to accessLog: off,
+// or a file for its default (combined) format.
+func startNginxLogging(e *env, cpu int, tag, accessLog string) (*proc.Proc, error) {
 	p := findPeer("nginx")
 	server := fill(`    server {
         listen {{http}};
         listen {{https}} ssl http2;
         server_name bench.test localhost;
+        access_log {{log}};
         ssl_certificate {{cert}};
         ssl_certificate_key {{key}};`+nginxLocations+`
         location /static/ { alias {{static}}/; }
     }
-`, "http", p.http, "https", p.https, "cert", e.cert, "key", e.key, "upstream", "backend", "static", e.staticDir)
+`, "http", p.http, "https", p.https, "log", accessLog, "cert", e.cert, "key", e.key, "upstream", "backend", "static", e.staticDir)
 	conf, err := writeNginx(e, tag, nginxUpstream("backend"), server)
 	if err != nil {
 		return nil, err
@@ -245,8 +252,18 @@ backend be
 }
 
 func startCaddy(e *env, cpu int, tag string) (*proc.Proc, error) {
+	return startCaddyLogging(e, cpu, tag, "")
+}
+
+// startCaddyLogging is startCaddy with each site logging its requests to
+// the file accessLog (Caddy's default JSON lines), unless it is empty.
+func startCaddyLogging(e *env, cpu int, tag, accessLog string) (*proc.Proc, error) {
 	p := findPeer("caddy")
-	site := `
+	logging := ""
+	if accessLog != "" {
+		logging = "\n    log {\n        output file " + accessLog + "\n    }"
+	}
+	site := logging + `
     bind 127.0.0.1
     handle_path /static/* {
         root * {{static}}
@@ -286,8 +303,14 @@ https://localhost:{{httpsport}} {
 // Host, X-Real-IP, X-Forwarded-For and X-Forwarded-Proto. bench.test is a
 // plain-HTTP site (tls: off) and localhost the HTTPS one.
 func startGatehouse(e *env, cpu int, tag string) (*proc.Proc, error) {
+	return startGatehouseLogging(e, cpu, tag, "off")
+}
+
+// startGatehouseLogging is startGatehouse with log.access set to
+// accessLog: off, or a file.
+func startGatehouseLogging(e *env, cpu int, tag, accessLog string) (*proc.Proc, error) {
 	p := findPeer("gatehouse")
-	return runGatehouse(e, cpu, "gatehouse"+tag, gatehouseConfig(e, p.http, p.https), func(cfg, data string) []string {
+	return runGatehouse(e, cpu, "gatehouse"+tag, gatehouseConfig(e, p.http, p.https, accessLog), func(cfg, data string) []string {
 		return []string{e.gatehouse, "run", "-c", cfg, "--data", data}
 	})
 }
@@ -305,19 +328,19 @@ func startGatehouseRoutes(e *env, cpu int, tag string) (*proc.Proc, error) {
 	})
 }
 
-func gatehouseConfig(e *env, httpAddr, httpsAddr string) string {
+func gatehouseConfig(e *env, httpAddr, httpsAddr, accessLog string) string {
 	routes := fill(`    routes:
       - {path: /, proxy: "http://{{backend}}"}
       - {path: /static, static: "{{static}}", strip_prefix: true}
 `, "backend", backendAddr, "static", e.staticDir)
 	return fill(`listen: {http: ["{{http}}"], https: ["{{https}}"]}
-log: {access: off}
+log: {access: "{{log}}"}
 sites:
   - hosts: [bench.test]
     tls: off
 `+routes+`  - hosts: [localhost]
     tls: {cert: "{{cert}}", key: "{{key}}"}
-`+routes, "http", httpAddr, "https", httpsAddr, "cert", e.cert, "key", e.key)
+`+routes, "http", httpAddr, "https", httpsAddr, "log", accessLog, "cert", e.cert, "key", e.key)
 }
 
 // runGatehouse writes configText and starts the command argv returns for

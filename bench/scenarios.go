@@ -166,15 +166,21 @@ func (r *runner) mainScenarios() error {
 					r.res.Notes = append(r.res.Notes, fmt.Sprintf("round %d, %s, %s: %s", round, s.ID, name, firstLines(err.Error(), 4)))
 					continue
 				}
-				r.res.add(s.ID, name, smp)
-				log.Printf("round %d %-13s %-9s %7.1f µs/%s %9.0f req/s  errors %d %s", round, s.ID, name, smp.CPUus, s.Unit, smp.RPS, smp.Errors, smp.ErrorKind)
-				if smp.Errors > 0 {
-					r.res.Notes = append(r.res.Notes, fmt.Sprintf("round %d, %s, %s: %d errors (%s) of %d requests", round, s.ID, name, smp.Errors, cmp.Or(smp.ErrorKind, "as the tool counts them"), smp.Requests))
-				}
+				r.record(round, s.ID, name, s.Unit, smp)
 			}
 		}
 	}
 	return nil
+}
+
+// record keeps a measured sample and logs it, with a note when the load
+// saw errors.
+func (r *runner) record(round int, id, peer, unit string, smp sample) {
+	r.res.add(id, peer, smp)
+	log.Printf("round %d %-13s %-9s %7.1f µs/%s %9.0f req/s  errors %d %s", round, id, peer, smp.CPUus, unit, smp.RPS, smp.Errors, smp.ErrorKind)
+	if smp.Errors > 0 {
+		r.res.Notes = append(r.res.Notes, fmt.Sprintf("round %d, %s, %s: %d errors (%s) of %d requests", round, id, peer, smp.Errors, cmp.Or(smp.ErrorKind, "as the tool counts them"), smp.Requests))
+	}
 }
 
 // visitOrder is the order a round visits peers in: gatehouse right after
@@ -245,8 +251,7 @@ end
 		if err != nil {
 			return err
 		}
-		r.res.add(id, p.name, smp)
-		log.Printf("round %d %-13s %-9s %7.1f µs/request %9.0f req/s  errors %d", round, id, p.name, smp.CPUus, smp.RPS, smp.Errors)
+		r.record(round, id, p.name, "request", smp)
 		return nil
 	}
 	for round := 1; round <= r.o.rounds; round++ {
@@ -255,6 +260,72 @@ end
 				log.Printf("round %d %s %s: %v", round, id, p.name, err)
 				r.res.Notes = append(r.res.Notes, fmt.Sprintf("round %d, %s, %s: %s", round, id, p.name, firstLines(err.Error(), 4)))
 			}
+		}
+	}
+	return nil
+}
+
+// accessLogs runs the 1 KB proxy scenario again with every request
+// logged to a file, as most servers run: nginx's default (combined)
+// format, Caddy's and gatehouse's JSON lines. The peers run once each, in
+// the main scenarios' interleaved order.
+func (r *runner) accessLogs() error {
+	const id = "h1-1k-log"
+	r.res.scenario(id, "proxied HTTP/1.1, 1 KB, keep-alive, access log to a file", "request")
+	starts := map[string]func(*env, int, string, string) (*proc.Proc, error){
+		"nginx": startNginxLogging, "caddy": startCaddyLogging, "gatehouse": startGatehouseLogging,
+	}
+	names := []string{"nginx", "caddy", "gatehouse"}
+	procs := map[string]*proc.Proc{}
+	defer func() {
+		for _, p := range procs {
+			p.Stop()
+		}
+	}()
+	files := map[string]string{}
+	for _, name := range names {
+		files[name] = r.e.path(name + "-access.log")
+		pr, err := starts[name](r.e, serverCPU, "-log", files[name])
+		if err == nil {
+			err = waitListen(findPeer(name).http, startTimeout, pr)
+		}
+		if err != nil {
+			pr.Stop()
+			r.res.Notes = append(r.res.Notes, fmt.Sprintf("%s, %s did not start: %s", id, name, firstLines(err.Error(), 6)))
+			continue
+		}
+		procs[name] = pr
+	}
+	load := func(name string, d time.Duration) (loadResult, error) {
+		return wrk(d, defaultWrkConns, "http://"+findPeer(name).http+"/1k", hostHTTP)
+	}
+	if r.o.warmup > 0 {
+		for name := range procs {
+			load(name, r.o.warmup)
+		}
+	}
+	for round := 1; round <= r.o.rounds; round++ {
+		order := visitOrder(names)
+		if round%2 == 0 {
+			slices.Reverse(order)
+		}
+		for _, name := range order {
+			pr := procs[name]
+			if pr == nil {
+				continue
+			}
+			smp, err := measure(pr, func() (loadResult, error) { return load(name, r.o.duration) })
+			if err != nil {
+				r.res.Notes = append(r.res.Notes, fmt.Sprintf("round %d, %s, %s: %s", round, id, name, firstLines(err.Error(), 4)))
+				continue
+			}
+			r.record(round, id, name, "request", smp)
+		}
+	}
+	// A server that wrote no lines did not do the job being measured.
+	for name := range procs {
+		if fi, err := os.Stat(files[name]); err != nil || fi.Size() == 0 {
+			r.res.Notes = append(r.res.Notes, fmt.Sprintf("%s: %s wrote no access log lines to %s", id, name, files[name]))
 		}
 	}
 	return nil
@@ -353,7 +424,7 @@ func (r *runner) profile(root string) error {
 	if err := goBuild(root, bin, "./bench/gatehouse-pprof"); err != nil {
 		return err
 	}
-	cfg := gatehouseConfig(r.e, profileHTTPAddr, profileHTTPSAddr)
+	cfg := gatehouseConfig(r.e, profileHTTPAddr, profileHTTPSAddr, "off")
 	pr, err := runGatehouse(r.e, serverCPU, "gatehouse-pprof", cfg, func(cfg, data string) []string {
 		return []string{bin, "-c", cfg, "-data", data, "-pprof", profileAddr}
 	})
