@@ -46,12 +46,12 @@ func (r *reopenFile) Close() error {
 	return r.f.Close()
 }
 
-// lockedWriter serializes writes to an output that several logs share:
-// gatehouse's own log, and the access log, which writes batches larger
-// than a pipe takes in one piece, so without it their lines could
-// interleave.
+// lockedWriter serializes writes to outputs that may be one: stdout and
+// stderr are often the same pipe (2>&1, systemd's journal), where the
+// kernel keeps a write whole only up to PIPE_BUF, and the access log
+// writes batches larger than that. Both share one mutex.
 type lockedWriter struct {
-	mu sync.Mutex
+	mu *sync.Mutex
 	w  io.Writer
 }
 

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -98,7 +99,7 @@ const accessFlush = 100 * time.Millisecond
 
 // accessLogger opens the access log; file is set when it is a file that
 // SIGUSR1 reopens.
-func accessLogger(cfg *config.Config, stderr io.Writer) (log *accesslog.Writer, file *reopenFile, err error) {
+func accessLogger(cfg *config.Config, stdout, stderr io.Writer) (log *accesslog.Writer, file *reopenFile, err error) {
 	var w io.Writer
 	switch cfg.Log.Access {
 	case "off":
@@ -106,7 +107,7 @@ func accessLogger(cfg *config.Config, stderr io.Writer) (log *accesslog.Writer, 
 	case "stderr":
 		w = stderr
 	case "stdout":
-		w = os.Stdout
+		w = stdout
 	default:
 		if file, err = openLogFile(cfg.Log.Access); err != nil {
 			return nil, nil, fmt.Errorf("opening access log: %w", err)
@@ -139,9 +140,10 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	stderr = &lockedWriter{w: stderr}
+	var outMu sync.Mutex
+	stderr = &lockedWriter{mu: &outMu, w: stderr}
 	log := newLogger(cfg, stderr)
-	access, accessFile, err := accessLogger(cfg, stderr)
+	access, accessFile, err := accessLogger(cfg, &lockedWriter{mu: &outMu, w: os.Stdout}, stderr)
 	if err != nil {
 		return err
 	}
@@ -149,7 +151,8 @@ func cmdRun(args []string, stderr io.Writer) error {
 		defer accessFile.Close()
 	}
 	if access != nil {
-		defer access.Flush() // before the file closes: deferred calls run last first
+		access.OnError = func(err error) { log.Error("writing the access log", "error", err) }
+		defer access.Close() // before the file closes: deferred calls run last first
 	}
 
 	in, err := instance.New(cfg, instance.Options{
@@ -205,6 +208,9 @@ func cmdRun(args []string, stderr io.Writer) error {
 	defer cancel()
 	if err := in.Shutdown(sctx); err != nil {
 		log.Warn("shutdown cut requests short", "error", err)
+	}
+	if access != nil {
+		access.Close() // its last lines before the last line of the log
 	}
 	log.Info("gatehouse stopped")
 	return nil

@@ -20,10 +20,17 @@ type Writer struct {
 	out   io.Writer
 	every time.Duration
 
-	mu    sync.Mutex
-	buf   []byte
-	timer *time.Timer // flushes a buffer that did not fill; nil when every is 0
-	armed bool        // the timer is running
+	// OnError, when set, hears of a failed write: the first of a run of
+	// failures, not each one, so a full disk does not flood the log.
+	OnError func(error)
+
+	mu      sync.Mutex
+	buf     []byte
+	timer   *time.Timer // flushes a buffer that did not fill; nil when every is 0
+	armed   bool        // the timer is running
+	closed  bool        // each line is written at once
+	failing bool        // the last write failed
+	cut     bool        // the last write stopped inside a line
 }
 
 // bufferSize is how much the Writer gathers before it writes.
@@ -45,7 +52,7 @@ func (w *Writer) Log(rec *journey.Record) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf = appendLine(w.buf, rec)
-	if w.timer == nil || len(w.buf) >= bufferSize {
+	if w.timer == nil || w.closed || len(w.buf) >= bufferSize {
 		w.flushLocked()
 		return
 	}
@@ -55,11 +62,20 @@ func (w *Writer) Log(rec *journey.Record) {
 	}
 }
 
-// Flush writes what is gathered. Call it before the output is reopened
-// or closed.
+// Flush writes what is gathered. Call it before the output is reopened.
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.flushLocked()
+}
+
+// Close writes what is gathered, and from then on each line at once: a
+// request that outlives the shutdown still gets its line. The output
+// stays open; its owner closes it.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
 	return w.flushLocked()
 }
 
@@ -71,9 +87,23 @@ func (w *Writer) flushLocked() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
+	if w.cut {
+		// The line the last write cut short ends here, so that the
+		// next one starts on a line of its own.
+		if _, err := w.out.Write([]byte{'\n'}); err == nil {
+			w.cut = false
+		}
+	}
 	// A failed write drops the batch: the log must not grow without
 	// bound while its disk is full.
-	_, err := w.out.Write(w.buf)
+	n, err := w.out.Write(w.buf)
+	if err != nil {
+		w.cut = w.cut || n > 0 && w.buf[n-1] != '\n'
+		if !w.failing && w.OnError != nil {
+			w.OnError(err)
+		}
+	}
+	w.failing = err != nil
 	w.buf = w.buf[:0]
 	if cap(w.buf) > 2*bufferSize {
 		w.buf = make([]byte, 0, bufferSize) // the room a huge line took is given back
@@ -87,7 +117,13 @@ func appendLine(b []byte, rec *journey.Record) []byte {
 	b = append(b, `{"time":"`...)
 	b = rec.Start.Add(rec.Duration).AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","level":"INFO","msg":"request","client":"`...)
-	b = rec.Client.AppendTo(b)
+	// The address has nothing to escape, but a zone (fe80::1%eth0) is any
+	// text an X-Forwarded-For from a trusted proxy carried.
+	b = rec.Client.WithZone("").AppendTo(b)
+	if zone := rec.Client.Zone(); zone != "" {
+		b = append(b, '%')
+		b = appendString(b, zone)
+	}
 	b = append(b, '"')
 	b = appendStringField(b, "host", rec.Host)
 	b = appendStringField(b, "method", rec.Method)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -71,6 +72,9 @@ func TestLineIsSlogs(t *testing.T) {
 			r.Path = "/a\"b\\c\n\r\t\x00\x1f\x7f<>&é😀\u2028\u2029\xff\xc3(end"
 			r.Host = "ünïcode.example"
 		}},
+		{"zone with quotes", func(r *journey.Record) {
+			r.Client = netip.MustParseAddr("fe80::1%\"}{\"msg\":\"\xff")
+		}},
 		{"zone and offset", func(r *journey.Record) {
 			r.Client = netip.MustParseAddr("fe80::1%eth0")
 			r.Start = time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600))
@@ -97,11 +101,18 @@ func TestLineIsSlogs(t *testing.T) {
 }
 
 func FuzzLine(f *testing.F) {
-	f.Add("/a\"b\\c\n\x00\xff\u2028é", "example.org")
-	f.Add("", "")
-	f.Fuzz(func(t *testing.T, path, host string) {
+	f.Add("/a\"b\\c\n\x00\xff\u2028é", "example.org", "eth0")
+	f.Add("", "", "")
+	f.Add("/", "x", "\"}{\"msg\":\"\xff")
+	f.Fuzz(func(t *testing.T, path, host, zone string) {
 		rec := sampleRecord()
 		rec.Path, rec.Host = path, host
+		if zone != "" {
+			// A zone is any text X-Forwarded-For carried that ParseAddr took.
+			if a, err := netip.ParseAddr("fe80::1%" + zone); err == nil {
+				rec.Client = a
+			}
+		}
 		got := appendLine(nil, &rec)
 		if want := slogLine(&rec); string(got) != want {
 			t.Fatalf("line\n%s\nwant\n%s", got, want)
@@ -199,5 +210,69 @@ func TestWriterAllocatesNothing(t *testing.T) {
 	rec.Upstream, rec.TLS = "http://127.0.0.1:5000", "TLS 1.3"
 	if n := testing.AllocsPerRun(1000, func() { w.Log(&rec) }); n != 0 {
 		t.Errorf("%v allocations per line", n)
+	}
+}
+
+func TestWriterClose(t *testing.T) {
+	var out bytes.Buffer
+	w := NewWriter(&out, time.Hour)
+	rec := sampleRecord()
+	w.Log(&rec)
+	w.Close()
+	line := string(appendLine(nil, &rec))
+	if out.String() != line {
+		t.Fatalf("Close wrote %q", out.String())
+	}
+	w.Log(&rec) // a request that outlived the shutdown
+	if out.String() != line+line {
+		t.Fatalf("a line after Close: %q", out.String())
+	}
+}
+
+// failing takes the first n bytes of each write, then fails it, while
+// fail is set.
+type failing struct {
+	bytes.Buffer
+	fail bool
+	n    int
+}
+
+func (f *failing) Write(p []byte) (int, error) {
+	if f.fail {
+		k := min(f.n, len(p))
+		f.Buffer.Write(p[:k])
+		return k, errors.New("no space left on device")
+	}
+	return f.Buffer.Write(p)
+}
+
+func TestWriterFailures(t *testing.T) {
+	out := &failing{fail: true, n: 10}
+	w := NewWriter(out, time.Hour)
+	var errs []error
+	w.OnError = func(err error) { errs = append(errs, err) }
+	rec := sampleRecord()
+	w.Log(&rec)
+	w.Flush()
+	w.Log(&rec)
+	w.Flush()
+	if len(errs) != 1 {
+		t.Errorf("%d errors told for one run of failures, want 1", len(errs))
+	}
+	out.fail = false
+	w.Log(&rec)
+	w.Flush()
+	line := string(appendLine(nil, &rec))
+	// Each cut-short line is ended before anything else is written
+	// (this output takes the newline even while failing), so the next
+	// whole line starts on its own.
+	if want := line[:10] + "\n" + line[:10] + "\n" + line; out.String() != want {
+		t.Fatalf("wrote %q, want %q", out.String(), want)
+	}
+	out.fail = true
+	w.Log(&rec)
+	w.Flush()
+	if len(errs) != 2 {
+		t.Errorf("a new run of failures: %d errors told in all, want 2", len(errs))
 	}
 }
