@@ -102,7 +102,7 @@ func measure(p *proc.Proc, load func() (loadResult, error)) (sample, error) {
 
 // mainScenarios starts every peer once, checks each does the job, then
 // runs the rounds: in each round every scenario visits its peers in turn
-// (A B C C B A: the order reversed every other round; see visitOrder).
+// (A B C C B A: see roundOrder).
 func (r *runner) mainScenarios() error {
 	var scs []*scenario
 	for _, s := range scenarios() {
@@ -151,11 +151,7 @@ func (r *runner) mainScenarios() error {
 	}
 	for round := 1; round <= r.o.rounds; round++ {
 		for _, s := range scs {
-			order := visitOrder(s.Peers)
-			if round%2 == 0 {
-				slices.Reverse(order)
-			}
-			for _, name := range order {
+			for _, name := range roundOrder(s.Peers, round) {
 				pr := procs[name]
 				if pr == nil {
 					continue
@@ -181,6 +177,16 @@ func (r *runner) record(round int, id, peer, unit string, smp sample) {
 	if smp.Errors > 0 {
 		r.res.Notes = append(r.res.Notes, fmt.Sprintf("round %d, %s, %s: %d errors (%s) of %d requests", round, id, peer, smp.Errors, cmp.Or(smp.ErrorKind, "as the tool counts them"), smp.Requests))
 	}
+}
+
+// roundOrder is visitOrder, reversed every other round, so that no peer
+// always runs first or last.
+func roundOrder(peers []string, round int) []string {
+	order := visitOrder(peers)
+	if round%2 == 0 {
+		slices.Reverse(order)
+	}
+	return order
 }
 
 // visitOrder is the order a round visits peers in: gatehouse right after
@@ -305,11 +311,7 @@ func (r *runner) accessLogs() error {
 		}
 	}
 	for round := 1; round <= r.o.rounds; round++ {
-		order := visitOrder(names)
-		if round%2 == 0 {
-			slices.Reverse(order)
-		}
-		for _, name := range order {
+		for _, name := range roundOrder(names, round) {
 			pr := procs[name]
 			if pr == nil {
 				continue

@@ -108,19 +108,7 @@ sites:
 `, port, backend.URL)
 	path := filepath.Join(dir, "gatehouse.yaml")
 	os.WriteFile(path, []byte(cfg), 0o644)
-	cmd := gatehouse("run", "-c", path, "--data", filepath.Join(dir, "data"))
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := bufio.NewScanner(stderr)
-	for lines.Scan() {
-		if strings.Contains(lines.Text(), "gatehouse started") {
-			break
-		}
-	}
-	go io.Copy(io.Discard, stderr)
+	cmd := startRun(t, "-c", path, "--data", filepath.Join(dir, "data"))
 
 	type result struct {
 		body string
@@ -154,6 +142,27 @@ sites:
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("exit: %v, want 0", err)
 	}
+}
+
+// startRun starts `gatehouse run` with args and waits until it says it
+// started; the rest of its stderr is drained. It is killed when the test
+// ends, if it still runs.
+func startRun(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := gatehouse(append([]string{"run"}, args...)...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := bufio.NewScanner(stderr)
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), "gatehouse started") {
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	return cmd
 }
 
 func freePort(t *testing.T) int {
@@ -347,19 +356,7 @@ func TestWatchReloads(t *testing.T) {
 		os.Rename(path+".tmp", path) // as editors and config managers save
 	}
 	write("before")
-	cmd := gatehouse("run", "--watch", "-c", path, "--data", filepath.Join(dir, "data"))
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-	lines := bufio.NewScanner(stderr)
-	for lines.Scan() {
-		if strings.Contains(lines.Text(), "gatehouse started") {
-			break
-		}
-	}
-	go io.Copy(io.Discard, stderr)
+	startRun(t, "--watch", "-c", path, "--data", filepath.Join(dir, "data"))
 	get := func() string {
 		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
 		req.Host = "example.org"
@@ -394,19 +391,7 @@ func TestAccessLogFile(t *testing.T) {
 	logPath := filepath.Join(dir, "access.log")
 	path := filepath.Join(dir, "gatehouse.yaml")
 	os.WriteFile(path, []byte(fmt.Sprintf("listen: {http: [\"127.0.0.1:%d\"], https: [\"127.0.0.1:0\"]}\nlog: {access: %q}\nsites:\n  - hosts: [example.org]\n    tls: off\n    routes: [{path: /, respond: hi}]\n", port, logPath)), 0o644)
-	cmd := gatehouse("run", "-c", path, "--data", filepath.Join(dir, "data"))
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := bufio.NewScanner(stderr)
-	for lines.Scan() {
-		if strings.Contains(lines.Text(), "gatehouse started") {
-			break
-		}
-	}
-	go io.Copy(io.Discard, stderr)
+	cmd := startRun(t, "-c", path, "--data", filepath.Join(dir, "data"))
 	get := func(p string) {
 		t.Helper()
 		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", port, p), nil)
