@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"gatehouse/internal/gatetest"
+	"gatehouse/internal/testdir"
 )
 
 func adminConfig(backend, token string) string {
@@ -200,16 +200,8 @@ func TestMetrics(t *testing.T) {
 func TestReadyzCertificates(t *testing.T) {
 	// A CA that cannot be reached: the name never gets its certificate.
 	// certmagic's attempt may still be unwinding in the data folder after
-	// shutdown, so it is removed with patience, after the instance stops.
-	data, err := os.MkdirTemp("", "gatehouse-readyz-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for i := 0; os.RemoveAll(data) != nil && i < 50; i++ {
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
+	// shutdown.
+	data := testdir.New(t)
 	g := gatetest.Start(t, `
 data: `+data+`
 admin: {listen: 127.0.0.1:0, token: tok}

@@ -481,9 +481,10 @@ func (m *Manager) log() *slog.Logger {
 }
 
 // Pending lists, sorted, the names managed ahead of time that have no
-// certificate yet: on a first start until the CA issues them, or for good
-// while the CA refuses (gatehouse certs says why). They are served the
-// local CA's certificate meanwhile.
+// certificate clients accept yet: on a first start until the CA issues
+// them, for good while the CA refuses (gatehouse certs says why), and once
+// the only one left has expired because renewals kept failing. A name
+// with no certificate is served the local CA's meanwhile.
 // The names come from the policy in use, so that they are pending too
 // when ACME could not start.
 func (m *Manager) Pending() []string {
@@ -493,10 +494,13 @@ func (m *Manager) Pending() []string {
 	}
 	var out []string
 	for _, name := range slices.Concat(p.acme.httpNames, p.acme.dnsNames) {
-		if m.acme.Load() == nil || len(m.cache.AllMatchingCertificates(name)) == 0 {
+		if m.acme.Load() == nil || !slices.ContainsFunc(m.cache.AllMatchingCertificates(name), usable) {
 			out = append(out, name)
 		}
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// usable is a certificate within its validity period.
+func usable(c certmagic.Certificate) bool { return !c.Expired() }

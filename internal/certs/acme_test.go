@@ -2,11 +2,16 @@ package certs
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +24,7 @@ import (
 	"gatehouse/internal/certs/pebbletest"
 	"gatehouse/internal/config"
 	"gatehouse/internal/syncbuf"
+	"gatehouse/internal/testdir"
 	"gatehouse/internal/tlsterm"
 )
 
@@ -394,4 +400,62 @@ func TestPendingWithoutACME(t *testing.T) {
 	if got := fmt.Sprint(m.Pending()); got != "[a.example.com b.example.com]" {
 		t.Errorf("pending with ACME off for want of a data folder: %s", got)
 	}
+}
+
+// TestPendingExpired: a name whose only certificate has expired (renewals
+// kept failing) is pending again, since clients refuse it.
+func TestPendingExpired(t *testing.T) {
+	dir := testdir.New(t) // certmagic's attempts may outlive Stop a moment
+	ca, err := LoadOrCreateCA(filepath.Join(dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(ca)
+	m.DataDir = dir
+	m.Log = slog.New(slog.DiscardHandler)
+	// A CA that refuses connections: nothing is issued, nothing leaves
+	// this machine.
+	pol, err := m.Compile(parseConfig(t, "tls:\n  acme: {email: ops@example.com, ca: \"https://127.0.0.1:1/dir\"}\nsites:\n  - hosts: [old.example.com, new.example.com]\n    routes: [{path: /, respond: hi}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Use(pol)
+	t.Cleanup(m.Stop)
+	if err := m.Manage(Ports{}); err != nil {
+		t.Fatal(err)
+	}
+	g := m.acme.Load()
+	if g == nil {
+		t.Fatal("ACME did not start")
+	}
+	for name, notAfter := range map[string]time.Time{
+		"old.example.com": time.Now().Add(-time.Hour),
+		"new.example.com": time.Now().Add(30 * 24 * time.Hour),
+	} {
+		if _, err := g.http.CacheUnmanagedTLSCertificate(context.Background(), selfSigned(t, name, notAfter), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fmt.Sprint(m.Pending()); got != "[old.example.com]" {
+		t.Errorf("pending: %s, want the name whose certificate expired", got)
+	}
+}
+
+// selfSigned is a certificate for name that ends at notAfter.
+func selfSigned(t *testing.T, name string, notAfter time.Time) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: notAfter.Add(-90 * 24 * time.Hour), NotAfter: notAfter,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
