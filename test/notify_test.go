@@ -117,3 +117,51 @@ func TestSerialOutlivesRestart(t *testing.T) {
 		t.Errorf("after a restart with the same records the serial went from %d to %d", before, after)
 	}
 }
+
+// TestTXTOutlivesNewDNSServer: a DNS-01 record published before a reload
+// that moves DNS to new addresses is served by the new server, and taking
+// it off reaches that server.
+func TestTXTOutlivesNewDNSServer(t *testing.T) {
+	cfg := func(addr string) string {
+		return "dns:\n  listen: [\"" + addr + "\"]\n  zones:\n    example.org:\n      records:\n        - {name: www, type: A, value: 192.0.2.1}\n"
+	}
+	txt := func(server string) []string {
+		t.Helper()
+		m := new(dns.Msg)
+		m.SetQuestion("_acme-challenge.example.org.", dns.TypeTXT)
+		r, err := dns.Exchange(m, server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, rr := range r.Answer {
+			if x, ok := rr.(*dns.TXT); ok {
+				out = append(out, x.Txt...)
+			}
+		}
+		return out
+	}
+	g := gatetest.Start(t, cfg("127.0.0.1:0"))
+	remove, err := g.PublishTXT("_acme-challenge.example.org", "token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Parse("reloaded.yaml", []byte(cfg("127.0.0.2:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Reload(c); err != nil {
+		t.Fatal(err)
+	}
+	addrs := g.DNSAddrs()
+	if len(addrs) != 1 || addrs[0] == g.DNS {
+		t.Fatalf("DNS did not move: %v (was %s)", addrs, g.DNS)
+	}
+	if got := txt(addrs[0]); fmt.Sprint(got) != "[token]" {
+		t.Errorf("the new DNS server serves %q, want the record published before the reload", got)
+	}
+	remove()
+	if got := txt(addrs[0]); len(got) != 0 {
+		t.Errorf("after its removal the new DNS server still serves %q", got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,18 +78,65 @@ func (in *Instance) applyDNS(g *generation) (commit func(), err error) {
 			}
 		}
 		in.dns, in.dnsListen = next, slices.Clone(want)
+		in.carryTXT()
 	}, nil
 }
 
+// published is a TXT record published through the instance (ACME
+// DNS-01), with how to take it off the server that serves it now (nil
+// when none does).
+type published struct {
+	fqdn, value string
+	remove      func()
+}
+
+// carryTXT publishes the records published through the instance on a DNS
+// server that replaced the one they were on, so that a DNS-01 challenge
+// under way outlives a reload that moves DNS to new addresses. in.dnsMu
+// is held.
+func (in *Instance) carryTXT() {
+	for p := range in.published {
+		p.remove = nil
+		if in.dns == nil {
+			continue // published again if DNS comes back
+		}
+		rm, err := in.dns.PublishTXT(p.fqdn, p.value)
+		if err != nil {
+			in.log.Warn("a DNS-01 record is not served after the reload", "name", p.fqdn, "error", err.Error())
+			continue
+		}
+		p.remove = rm
+	}
+}
+
 // PublishTXT publishes a TXT record in gatehouse's own DNS (ACME DNS-01),
-// on whichever DNS server is current.
+// on whichever DNS server is current, then and after a reload.
 func (in *Instance) PublishTXT(fqdn, value string) (func(), error) {
-	in.dnsMu.RLock()
-	defer in.dnsMu.RUnlock()
+	in.dnsMu.Lock()
+	defer in.dnsMu.Unlock()
 	if in.dns == nil {
 		return nil, errors.New("gatehouse serves no DNS: set dns.listen and the zone under dns.zones for DNS-01")
 	}
-	return in.dns.PublishTXT(fqdn, value)
+	rm, err := in.dns.PublishTXT(fqdn, value)
+	if err != nil {
+		return nil, err
+	}
+	p := &published{fqdn: fqdn, value: value, remove: rm}
+	if in.published == nil {
+		in.published = map[*published]bool{}
+	}
+	in.published[p] = true
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			in.dnsMu.Lock()
+			defer in.dnsMu.Unlock()
+			delete(in.published, p)
+			if p.remove != nil {
+				p.remove()
+			}
+		})
+	}, nil
 }
 
 // DNSAddrs returns the bound DNS addresses (UDP; TCP is on the same ports).

@@ -83,6 +83,9 @@ type Instance struct {
 	dns       *dnsserver.Server
 	dnsListen []string
 	dnsMu     sync.RWMutex
+	// published are the DNS-01 records published through the instance;
+	// under dnsMu.
+	published map[*published]bool
 	// guard is the firewall: its policy follows the generation, its
 	// per-source state (limits, bans, counters) lives across reloads.
 	guard *firewall.Guard
