@@ -477,3 +477,46 @@ func TestShutdownClosesIdleUpstreamConnections(t *testing.T) {
 		t.Errorf("%d upstream connections still open after shutdown", n)
 	}
 }
+
+// TestAccessLogOffForRoute: a route with access_log: false writes no
+// access-log line, on the event loops (proxy) and on the full server
+// (respond) alike, while its requests still count in the metrics.
+func TestAccessLogOffForRoute(t *testing.T) {
+	backend := echoBackend(t)
+	g := gatetest.Start(t, `
+admin: {listen: 127.0.0.1:0, token: tok}
+sites:
+  - hosts: [example.org]
+    tls: off
+    routes:
+      - {path: /healthz, access_log: false, proxy: "`+backend.URL+`"}
+      - {path: /ping, access_log: false, respond: pong}
+      - {path: /, proxy: "`+backend.URL+`"}
+`)
+	for _, path := range []string{"/healthz", "/ping", "/logged"} {
+		resp, err := g.ClientHTTP1().Get(g.HTTPURL("example.org", path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %s", path, resp.Status)
+		}
+	}
+	m := scrapeMetrics(t, g, "tok")
+	for _, route := range []string{"/healthz", "/ping", "/"} {
+		if got := metricSum(m, "gatehouse_http_requests_total", map[string]string{"site": "example.org", "route": route}); got != 1 {
+			t.Errorf("requests_total for %s = %v, want 1", route, got)
+		}
+	}
+	logs := g.Logs.String()
+	if !strings.Contains(logs, `"path":"/logged"`) {
+		t.Errorf("the logged route has no line:\n%s", logs)
+	}
+	for _, path := range []string{"/healthz", "/ping"} {
+		if strings.Contains(logs, `"path":"`+path+`"`) {
+			t.Errorf("%s has an access-log line despite access_log: false:\n%s", path, logs)
+		}
+	}
+}

@@ -91,7 +91,7 @@ func (m *Middleware) Finish(rec *journey.Record) {
 		m.Observe(rec)
 	}
 	m.Ring.Add(rec)
-	if m.Log != nil {
+	if m.Log != nil && !rec.NoLog {
 		m.Log.Log(rec)
 	}
 }

@@ -123,6 +123,9 @@ type Route struct {
 	StripPrefix bool `yaml:"strip_prefix"`
 	// MaxBody caps request bodies (413 beyond); 0 means no limit.
 	MaxBody Size `yaml:"max_body"`
+	// AccessLog false leaves the route's requests out of the access log
+	// (health checks, favicons); metrics and the journey still count them.
+	AccessLog *bool `yaml:"access_log"`
 
 	// CORS answers preflights and adds Access-Control-* headers.
 	CORS *CORS `yaml:"cors"`

@@ -17,6 +17,7 @@ import (
 
 	"gatehouse/internal/journey"
 	"gatehouse/internal/proxy"
+	"gatehouse/internal/route"
 	"gatehouse/internal/sockio"
 	"gatehouse/internal/static"
 	"gatehouse/internal/upstream"
@@ -334,7 +335,7 @@ func (c *conn) route() bool {
 				x.file, x.fileLeft, x.fileOff = f, size, 0
 			}
 		}
-		x.startRecord(g, site.Name, rt.Pattern, rt.Kind, method)
+		x.startRecord(g, site.Name, rt, method)
 		x.inOff += r.size
 		x.closeAfter = r.close || c.l.e.draining.Load()
 		x.answer(200, fields, body)
@@ -348,7 +349,7 @@ func (c *conn) route() bool {
 		c.handoff() // the upstream's name has not resolved yet
 		return false
 	}
-	x.startRecord(g, site.Name, rt.Pattern, rt.Kind, method)
+	x.startRecord(g, site.Name, rt, method)
 	x.rec.ProxyHeaders = plain.Describe
 	x.headOff = x.inOff
 	x.buildRequest()
@@ -372,13 +373,13 @@ func (c *conn) route() bool {
 }
 
 // startRecord opens the request's journey record.
-func (x *exchange) startRecord(g *Gen, site, pattern, kind string, method []byte) {
+func (x *exchange) startRecord(g *Gen, site string, rt *route.Route, method []byte) {
 	c := x.c
 	x.gen = g
 	x.rec = journey.Record{
 		Start: time.Now(), Local: c.local, Peer: c.peer, Client: c.peer.Addr(),
 		Firewall: c.verdict, Method: methodString(method), Host: c.lastHost, Path: c.lastPath,
-		Site: site, Route: pattern, Handler: kind,
+		Site: site, Route: rt.Pattern, Handler: rt.Kind, NoLog: rt.NoLog,
 		TLS: c.tlsInfo.version, TLSCipher: c.tlsInfo.cipher, ALPN: c.tlsInfo.alpn, SNI: c.tlsInfo.sni,
 	}
 }

@@ -44,6 +44,9 @@ type Record struct {
 	// Handler is proxy, static, redirect, respond, or a built-in:
 	// unknown-host, https-redirect, acme-challenge.
 	Handler string
+	// NoLog leaves the request out of the access log (the route says so);
+	// metrics and the journey ring still have it.
+	NoLog bool
 	// ProxyHeaders names what the proxy set on the upstream request.
 	ProxyHeaders string
 

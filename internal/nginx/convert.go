@@ -122,6 +122,7 @@ type scope struct {
 	hideOwn    bool
 
 	maxBody      string
+	noLog        bool // access_log off in a location (or one it is nested in)
 	dial, header string
 	idle         string
 	ca           string
@@ -625,6 +626,7 @@ type route struct {
 	regex    string
 	strip    bool
 	maxBody  string
+	noLog    bool
 	proxy    *proxyOut
 	static   *staticOut
 	redirect *redirectOut
@@ -1221,7 +1223,12 @@ func (c *conv) location(d *Directive, parent scope, s *srv, outer *route) {
 		case "internal":
 			c.note(&r.notes, x, false, "not carried over: gatehouse has no internal-only routes; this path is public")
 		case "access_log":
-			c.note(&r.notes, x, false, "not carried over: gatehouse has one access log for all routes")
+			if x.Arg(0) == "off" {
+				sc.noLog = true
+				continue
+			}
+			sc.noLog = false
+			c.note(&r.notes, x, false, "not carried over: gatehouse has one access log for all routes (a route can only stay out of it: access_log: false)")
 		case "include":
 			c.include(x, &r.notes)
 		default:
@@ -1230,6 +1237,7 @@ func (c *conv) location(d *Directive, parent scope, s *srv, outer *route) {
 			}
 		}
 	}
+	r.noLog = sc.noLog
 	switch {
 	case r.redirect != nil:
 	case ret != nil:

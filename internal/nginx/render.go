@@ -351,6 +351,9 @@ func routeYAML(r *route) *ymap {
 	if r.maxBody != "" {
 		m.add("max_body", str(r.maxBody))
 	}
+	if r.noLog {
+		m.add("access_log", raw("false"))
+	}
 	switch {
 	case r.proxy != nil:
 		m.add("proxy", proxyYAML(r.proxy))

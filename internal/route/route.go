@@ -41,6 +41,8 @@ type RouteSpec struct {
 	// Kind names the handler for the journey (proxy, static, …).
 	Kind    string
 	Handler http.Handler
+	// NoLog leaves the route's requests out of the access log.
+	NoLog bool
 }
 
 // Options are table-wide settings.
@@ -76,6 +78,7 @@ type Route struct {
 	Pattern string // as people read it: "/api", "= /healthz", "~ \.php$"
 	Kind    string
 	Handler http.Handler
+	NoLog   bool // its requests are left out of the access log
 	path    string
 	re      *regexp.Regexp
 	final   bool
@@ -99,7 +102,7 @@ func New(sites []SiteSpec, opts Options) (*Table, error) {
 		}
 		s := &Site{Name: ss.Hosts[0], TLS: ss.TLS, exact: map[string]*Route{}}
 		for _, rs := range ss.Routes {
-			r := &Route{Kind: rs.Kind, Handler: rs.Handler, path: rs.Path, final: rs.Final, strip: rs.StripPrefix, maxBody: rs.MaxBody}
+			r := &Route{Kind: rs.Kind, Handler: rs.Handler, NoLog: rs.NoLog, path: rs.Path, final: rs.Final, strip: rs.StripPrefix, maxBody: rs.MaxBody}
 			switch {
 			case rs.Regex != "":
 				re, err := regexp.Compile(rs.Regex)
@@ -266,7 +269,7 @@ func note(rec *journey.Record, s *Site, rt *Route, handler string) {
 		rec.Site = s.Name
 	}
 	if rt != nil {
-		rec.Route, rec.Handler = rt.Pattern, rt.Kind
+		rec.Route, rec.Handler, rec.NoLog = rt.Pattern, rt.Kind, rt.NoLog
 	} else {
 		rec.Handler = handler
 	}
