@@ -2,6 +2,7 @@ package nginx
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -138,5 +139,43 @@ func BenchmarkConvert(b *testing.B) {
 		if _, _, err := Convert("testdata/api/api.conf", Options{}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestConvertAccessLogOff: access_log off in a location leaves its route,
+// and those nested in it, out of the access log; a nested access_log to a
+// file logs again (to gatehouse's one log, with a note).
+func TestConvertAccessLogOff(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "site.conf")
+	os.WriteFile(conf, []byte(`server {
+    listen 80;
+    server_name a.test;
+    location / { proxy_pass http://127.0.0.1:5000; }
+    location /status {
+        access_log off;
+        proxy_pass http://127.0.0.1:5001;
+        location /status/quiet { proxy_pass http://127.0.0.1:5001; }
+        location /status/verbose { access_log /var/log/verbose.log; proxy_pass http://127.0.0.1:5001; }
+    }
+}
+`), 0o644)
+	got, _, err := Convert(conf, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("converted.yaml", got)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, got)
+	}
+	logged := map[string]bool{}
+	for _, r := range cfg.Sites[0].Routes {
+		logged[r.Path] = r.AccessLog == nil || *r.AccessLog
+	}
+	want := map[string]bool{"/": true, "/status": false, "/status/quiet": false, "/status/verbose": true}
+	if fmt.Sprint(logged) != fmt.Sprint(want) {
+		t.Errorf("logged routes %v, want %v\n%s", logged, want, got)
+	}
+	if !strings.Contains(string(got), "access_log /var/log/verbose.log: not carried over") {
+		t.Errorf("the nested log file is not noted:\n%s", got)
 	}
 }
