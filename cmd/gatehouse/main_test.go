@@ -224,7 +224,7 @@ sites:
       - {path: /, static: `+dir+`}
   - hosts: [plain.example.org]
     tls: off
-    routes: [{path: /, respond: hi}]
+    routes: [{path: /, respond: hi}, {path: /healthz, access_log: false, respond: ok}]
 `), 0o644)
 	fwPath := filepath.Join(dir, "firewall.yaml")
 	os.WriteFile(fwPath, []byte(`
@@ -244,6 +244,7 @@ sites:
 		{"proxy", []string{"https://example.org/api/users"}, 0},
 		{"redirect", []string{"http://www.example.org/index.html"}, 0},
 		{"plain", []string{"http://plain.example.org/", "--from", "192.0.2.1"}, 0},
+		{"quiet", []string{"http://plain.example.org/healthz", "--from", "192.0.2.1"}, 0},
 		{"unknown", []string{"https://nobody.example/"}, 1},
 		{"tls_off", []string{"https://plain.example.org/"}, 1},
 		{"firewall_deny", []string{"-c", fwPath, "https://example.org/", "--from", "203.0.113.9"}, 1},

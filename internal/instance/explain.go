@@ -112,7 +112,11 @@ func Explain(cfg *config.Config, rawURL string, from netip.Addr) ([]ExplainStep,
 		return steps, nil
 	}
 	r := rt.Handler.(configRoute).r
-	add("Route", true, "site %s, route %q", site.Name, rt.Pattern)
+	quiet := ""
+	if r.AccessLog != nil && !*r.AccessLog {
+		quiet = " (left out of the access log)"
+	}
+	add("Route", true, "site %s, route %q%s", site.Name, rt.Pattern, quiet)
 	switch {
 	case r.Proxy != nil:
 		add("Proxy", true, "to %s (%s), sending the client's Host, X-Real-IP, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host%s", strings.Join(r.Proxy.To, ", "), r.Proxy.Policy, headerNames(r.Proxy.Headers))
