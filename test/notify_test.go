@@ -52,7 +52,7 @@ func TestReloadNotifiesSecondary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.DNS.Listen = g.Config.DNS.Listen
+	c.Listen, c.DNS.Listen = g.Config.Listen, g.Config.DNS.Listen // the same sockets
 	if err := g.Reload(c); err != nil {
 		t.Fatal(err)
 	}
@@ -119,11 +119,28 @@ func TestSerialOutlivesRestart(t *testing.T) {
 }
 
 // TestTXTOutlivesNewDNSServer: a DNS-01 record published before a reload
-// that moves DNS to new addresses is served by the new server, and taking
-// it off reaches that server.
+// that moves DNS to new addresses is served by the new server, also when
+// the move drops its zone and a later reload brings the zone back, and
+// taking it off reaches that server.
 func TestTXTOutlivesNewDNSServer(t *testing.T) {
-	cfg := func(addr string) string {
-		return "dns:\n  listen: [\"" + addr + "\"]\n  zones:\n    example.org:\n      records:\n        - {name: www, type: A, value: 192.0.2.1}\n"
+	cfg := func(addr, zone string) string {
+		return "dns:\n  listen: [\"" + addr + "\"]\n  zones:\n    " + zone + ":\n      records:\n        - {name: www, type: A, value: 192.0.2.1}\n"
+	}
+	reload := func(g *gatetest.Gatehouse, text string) string {
+		t.Helper()
+		c, err := config.Parse("reloaded.yaml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Listen = g.Config.Listen // the same HTTP sockets; only DNS changes
+		if err := g.Reload(c); err != nil {
+			t.Fatal(err)
+		}
+		addrs := g.DNSAddrs()
+		if len(addrs) != 1 {
+			t.Fatalf("DNS on %v", addrs)
+		}
+		return addrs[0]
 	}
 	txt := func(server string) []string {
 		t.Helper()
@@ -141,27 +158,54 @@ func TestTXTOutlivesNewDNSServer(t *testing.T) {
 		}
 		return out
 	}
-	g := gatetest.Start(t, cfg("127.0.0.1:0"))
+	g := gatetest.Start(t, cfg("127.0.0.1:0", "example.org"))
 	remove, err := g.PublishTXT("_acme-challenge.example.org", "token")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := config.Parse("reloaded.yaml", []byte(cfg("127.0.0.2:0")))
-	if err != nil {
-		t.Fatal(err)
+	addr := reload(g, cfg("127.0.0.2:0", "example.org"))
+	if addr == g.DNS {
+		t.Fatalf("DNS did not move from %s", g.DNS)
 	}
-	if err := g.Reload(c); err != nil {
-		t.Fatal(err)
-	}
-	addrs := g.DNSAddrs()
-	if len(addrs) != 1 || addrs[0] == g.DNS {
-		t.Fatalf("DNS did not move: %v (was %s)", addrs, g.DNS)
-	}
-	if got := txt(addrs[0]); fmt.Sprint(got) != "[token]" {
+	if got := txt(addr); fmt.Sprint(got) != "[token]" {
 		t.Errorf("the new DNS server serves %q, want the record published before the reload", got)
 	}
+	reload(g, cfg("127.0.0.3:0", "other.test")) // moves and drops the zone
+	addr = reload(g, cfg("127.0.0.3:0", "example.org"))
+	if got := txt(addr); fmt.Sprint(got) != "[token]" {
+		t.Errorf("with its zone back the DNS server serves %q, want the record", got)
+	}
 	remove()
-	if got := txt(addrs[0]); len(got) != 0 {
-		t.Errorf("after its removal the new DNS server still serves %q", got)
+	if got := txt(addr); len(got) != 0 {
+		t.Errorf("after its removal the DNS server still serves %q", got)
+	}
+}
+
+// TestShutdownClosesDNS: after Shutdown the DNS sockets are closed, so a
+// gatehouse started again in the same process can take the same address.
+func TestShutdownClosesDNS(t *testing.T) {
+	text := "dns:\n  listen: [\"127.0.0.1:0\"]\n  zones:\n    example.org:\n      records:\n        - {name: www, type: A, value: 192.0.2.1}\n"
+	g1 := gatetest.Start(t, text)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g1.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, network := range []string{"udp", "tcp"} {
+		var err error
+		if network == "udp" {
+			var c net.PacketConn
+			if c, err = net.ListenPacket("udp", g1.DNS); err == nil {
+				c.Close()
+			}
+		} else {
+			var l net.Listener
+			if l, err = net.Listen("tcp", g1.DNS); err == nil {
+				l.Close()
+			}
+		}
+		if err != nil {
+			t.Errorf("%s %s is still taken after Shutdown: %v", network, g1.DNS, err)
+		}
 	}
 }

@@ -26,7 +26,6 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,14 +60,15 @@ type Server struct {
 	// Serials); share one across servers, and give it a file, so that a
 	// new server or a restart goes on from there. Nil: one in memory.
 	Serials *Serials
+	// TXT holds the run-time TXT records; share one across servers (see
+	// TXTRecords). Nil: its own.
+	TXT *TXTRecords
 
 	zones atomic.Pointer[zone.Set] // base plus run-time TXT records
 	rrl   atomic.Pointer[limiter]
 
 	mu      sync.Mutex
 	base    *zone.Set
-	txt     map[uint64]zone.TXT
-	txtID   uint64
 	started bool
 	// notifying cancels the NOTIFY messages of a zone's last change, when
 	// a newer one replaces it; stop cancels them all (Close).
@@ -111,6 +111,9 @@ func (s *Server) Update(set *zone.Set) error {
 	if err != nil {
 		return err
 	}
+	if s.base == nil && !s.closed {
+		s.TXT.serve(s, true)
+	}
 	s.base = set
 	s.storeZones(eff)
 	for _, z := range eff.Status() {
@@ -143,14 +146,11 @@ func (s *Server) effective(set *zone.Set) (*zone.Set, error) {
 	if s.Serials == nil {
 		s.Serials = NewSerials("")
 	}
-	ids := make([]uint64, 0, len(s.txt))
-	for id := range s.txt {
-		ids = append(ids, id)
+	if s.TXT == nil {
+		s.TXT = NewTXTRecords()
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	var recs []zone.TXT
-	for _, id := range ids {
-		r := s.txt[id]
+	for _, r := range s.TXT.list() {
 		if set.ZoneFor(r.Name) != nil {
 			recs = append(recs, r)
 		}
@@ -176,38 +176,35 @@ func (s *Server) effective(set *zone.Set) (*zone.Set, error) {
 }
 
 // PublishTXT serves a TXT record at fqdn until remove is called, across
-// Updates. The name must be inside a served zone. It satisfies the TXT
-// publisher that ACME's DNS-01 challenge uses.
+// Updates, and on the servers sharing s.TXT (one that replaces s). The
+// name must be inside a served zone. It satisfies the TXT publisher that
+// ACME's DNS-01 challenge uses.
 func (s *Server) PublishTXT(fqdn, value string) (remove func(), err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.base == nil {
+		s.mu.Unlock()
 		return nil, errors.New("publishing TXT: no zones are served yet")
 	}
-	s.txtID++
-	id := s.txtID
-	if s.txt == nil {
-		s.txt = map[uint64]zone.TXT{}
-	}
 	if s.base.ZoneFor(fqdn) == nil {
+		s.mu.Unlock()
 		return nil, fmt.Errorf("publishing TXT %s: no zone served here holds it: add its zone to dns.zones", strings.TrimSuffix(fqdn, "."))
 	}
-	s.txt[id] = zone.TXT{Name: fqdn, Value: value}
+	id := s.TXT.add(zone.TXT{Name: fqdn, Value: value})
 	eff, err := s.effective(s.base)
 	if err != nil {
-		delete(s.txt, id)
+		s.TXT.remove(id)
+		s.mu.Unlock()
 		return nil, err
 	}
 	s.storeZones(eff)
+	s.mu.Unlock()
+	txt := s.TXT
+	txt.changed(s)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			delete(s.txt, id)
-			if eff, err := s.effective(s.base); err == nil {
-				s.storeZones(eff)
-			}
+			txt.remove(id)
+			txt.changed(nil)
 		})
 	}, nil
 }
@@ -281,6 +278,9 @@ func listenBoth(addr string) (*net.UDPConn, *net.TCPListener, error) {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
+	if s.TXT != nil {
+		s.TXT.serve(s, false)
+	}
 	if s.stopAll != nil {
 		s.stopAll()
 	}
@@ -530,7 +530,9 @@ func (s *Server) Status() Status {
 		}
 	}
 	s.mu.Lock()
-	st.Published = len(s.txt)
+	if s.TXT != nil {
+		st.Published = s.TXT.len()
+	}
 	for _, n := range s.notified {
 		st.Notify = append(st.Notify, *n)
 	}

@@ -436,6 +436,36 @@ func TestPublishTXT(t *testing.T) {
 	}
 }
 
+// TestSharedTXT: a server sharing another's TXTRecords serves the records
+// published before it started, at the serial the first served them at,
+// and a removal made through the first reaches it.
+func TestSharedTXT(t *testing.T) {
+	txt, serials := NewTXTRecords(), NewSerials("")
+	share := func(s *Server) { s.TXT, s.Serials = txt, serials }
+	old, _ := start(t, testZones, share)
+	remove, err := old.PublishTXT("_acme-challenge.example.org", "token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := old.Status().Zones[0].Serial
+	old.Close()
+	s, addr := start(t, testZones, share)
+	ask := func() *dns.Msg { return exchange(t, "udp", addr, query("_acme-challenge.example.org.", dns.TypeTXT)) }
+	if r := ask(); len(r.Answer) != 1 || r.Answer[0].(*dns.TXT).Txt[0] != "token" {
+		t.Fatalf("the new server: %v", r)
+	}
+	if got := s.Status().Zones[0].Serial; got != serial {
+		t.Errorf("the new server serves serial %d, the old one served %d for the same records", got, serial)
+	}
+	remove()
+	if r := ask(); r.Rcode != dns.RcodeNameError {
+		t.Fatalf("after the removal through the old server: %v", r)
+	}
+	if s.Status().Published != 0 {
+		t.Errorf("%d records still published", s.Status().Published)
+	}
+}
+
 // TestUpdate swaps zones while serving.
 func TestUpdate(t *testing.T) {
 	s, addr := start(t, testZones)

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,7 +54,7 @@ func (in *Instance) applyDNS(g *generation) (commit func(), err error) {
 	if len(want) > 0 {
 		next = dnsserver.New(want)
 		next.Logger = in.log
-		next.Serials = in.serials
+		next.Serials, next.TXT = in.serials, in.txt
 		var port atomic.Uint32
 		next.Allow = in.dnsAllowFor(func() uint16 { return uint16(port.Load()) })
 		next.SetRateLimit(rate)
@@ -78,65 +77,19 @@ func (in *Instance) applyDNS(g *generation) (commit func(), err error) {
 			}
 		}
 		in.dns, in.dnsListen = next, slices.Clone(want)
-		in.carryTXT()
 	}, nil
-}
-
-// published is a TXT record published through the instance (ACME
-// DNS-01), with how to take it off the server that serves it now (nil
-// when none does).
-type published struct {
-	fqdn, value string
-	remove      func()
-}
-
-// carryTXT publishes the records published through the instance on a DNS
-// server that replaced the one they were on, so that a DNS-01 challenge
-// under way outlives a reload that moves DNS to new addresses. in.dnsMu
-// is held.
-func (in *Instance) carryTXT() {
-	for p := range in.published {
-		p.remove = nil
-		if in.dns == nil {
-			continue // published again if DNS comes back
-		}
-		rm, err := in.dns.PublishTXT(p.fqdn, p.value)
-		if err != nil {
-			in.log.Warn("a DNS-01 record is not served after the reload", "name", p.fqdn, "error", err.Error())
-			continue
-		}
-		p.remove = rm
-	}
 }
 
 // PublishTXT publishes a TXT record in gatehouse's own DNS (ACME DNS-01),
-// on whichever DNS server is current, then and after a reload.
+// on whichever DNS server is current: a server that replaces it at a
+// reload shares the records (in.txt).
 func (in *Instance) PublishTXT(fqdn, value string) (func(), error) {
-	in.dnsMu.Lock()
-	defer in.dnsMu.Unlock()
+	in.dnsMu.RLock()
+	defer in.dnsMu.RUnlock()
 	if in.dns == nil {
 		return nil, errors.New("gatehouse serves no DNS: set dns.listen and the zone under dns.zones for DNS-01")
 	}
-	rm, err := in.dns.PublishTXT(fqdn, value)
-	if err != nil {
-		return nil, err
-	}
-	p := &published{fqdn: fqdn, value: value, remove: rm}
-	if in.published == nil {
-		in.published = map[*published]bool{}
-	}
-	in.published[p] = true
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			in.dnsMu.Lock()
-			defer in.dnsMu.Unlock()
-			delete(in.published, p)
-			if p.remove != nil {
-				p.remove()
-			}
-		})
-	}, nil
+	return in.dns.PublishTXT(fqdn, value)
 }
 
 // DNSAddrs returns the bound DNS addresses (UDP; TCP is on the same ports).

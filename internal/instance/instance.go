@@ -83,9 +83,9 @@ type Instance struct {
 	dns       *dnsserver.Server
 	dnsListen []string
 	dnsMu     sync.RWMutex
-	// published are the DNS-01 records published through the instance;
-	// under dnsMu.
-	published map[*published]bool
+	// txt holds the DNS-01 records every DNS server serves: one that
+	// replaces another at a reload serves them from the start.
+	txt *dnsserver.TXTRecords
 	// guard is the firewall: its policy follows the generation, its
 	// per-source state (limits, bans, counters) lives across reloads.
 	guard *firewall.Guard
@@ -130,7 +130,7 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 	in := &Instance{
 		opts: opts, log: opts.Log, certs: certs.NewManager(ca), metrics: opts.Metrics,
 		listeners: map[listenerKey]*listener{}, transports: upstream.NewTransports(),
-		guard: firewall.NewGuard(nil),
+		guard: firewall.NewGuard(nil), txt: dnsserver.NewTXTRecords(),
 	}
 	in.guard.Logger = in.log
 	in.guard.OnBan = in.onBan
@@ -373,6 +373,11 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	in.draining.Wait()
 	in.certs.Stop()
+	in.dnsMu.Lock()
+	if in.dns != nil {
+		in.dns.Close() // its sockets too: a restart in the same process takes them
+	}
+	in.dnsMu.Unlock()
 	in.gen.Load().close()
 	// Idle upstream connections end with the instance, not with the
 	// process, which may go on (a test, a restart in place).
