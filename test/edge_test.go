@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -479,10 +481,12 @@ func TestShutdownClosesIdleUpstreamConnections(t *testing.T) {
 }
 
 // TestAccessLogOffForRoute: a route with access_log: false writes no
-// access-log line, on the event loops (proxy) and on the full server
-// (respond) alike, while its requests still count in the metrics.
+// access-log line, on the event loops (proxy, static) and on the full
+// server (respond) alike, while its requests still count in the metrics.
 func TestAccessLogOffForRoute(t *testing.T) {
 	backend := echoBackend(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("a"), 0o644)
 	g := gatetest.Start(t, `
 admin: {listen: 127.0.0.1:0, token: tok}
 sites:
@@ -490,10 +494,15 @@ sites:
     tls: off
     routes:
       - {path: /healthz, access_log: false, proxy: "`+backend.URL+`"}
+      - {path: /files, access_log: false, strip_prefix: true, static: "`+dir+`"}
       - {path: /ping, access_log: false, respond: pong}
       - {path: /, proxy: "`+backend.URL+`"}
 `)
-	for _, path := range []string{"/healthz", "/ping", "/logged"} {
+	onLoops := func() float64 {
+		return metricSum(scrapeMetrics(t, g, "tok"), "gatehouse_http_loop_requests_total", nil)
+	}
+	for i, path := range []string{"/healthz", "/files/a.txt", "/ping", "/logged"} {
+		before := onLoops()
 		resp, err := g.ClientHTTP1().Get(g.HTTPURL("example.org", path))
 		if err != nil {
 			t.Fatal(err)
@@ -503,9 +512,12 @@ sites:
 		if resp.StatusCode != 200 {
 			t.Fatalf("%s: %s", path, resp.Status)
 		}
+		if i < 2 && onLoops() != before+1 {
+			t.Errorf("%s was not served on the event loops", path)
+		}
 	}
 	m := scrapeMetrics(t, g, "tok")
-	for _, route := range []string{"/healthz", "/ping", "/"} {
+	for _, route := range []string{"/healthz", "/files", "/ping", "/"} {
 		if got := metricSum(m, "gatehouse_http_requests_total", map[string]string{"site": "example.org", "route": route}); got != 1 {
 			t.Errorf("requests_total for %s = %v, want 1", route, got)
 		}
@@ -514,7 +526,7 @@ sites:
 	if !strings.Contains(logs, `"path":"/logged"`) {
 		t.Errorf("the logged route has no line:\n%s", logs)
 	}
-	for _, path := range []string{"/healthz", "/ping"} {
+	for _, path := range []string{"/healthz", "/files/a.txt", "/ping"} {
 		if strings.Contains(logs, `"path":"`+path+`"`) {
 			t.Errorf("%s has an access-log line despite access_log: false:\n%s", path, logs)
 		}

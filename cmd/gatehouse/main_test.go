@@ -156,10 +156,15 @@ func startRun(t *testing.T, args ...string) *exec.Cmd {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	lines := bufio.NewScanner(stderr)
-	for lines.Scan() {
+	var seen strings.Builder
+	for {
+		if !lines.Scan() {
+			t.Fatalf("gatehouse run ended before it started:\n%s", seen.String())
+		}
 		if strings.Contains(lines.Text(), "gatehouse started") {
 			break
 		}
+		seen.WriteString(lines.Text() + "\n")
 	}
 	go io.Copy(io.Discard, stderr)
 	return cmd

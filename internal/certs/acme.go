@@ -502,5 +502,5 @@ func (m *Manager) Pending() []string {
 	return slices.Compact(out)
 }
 
-// usable is a certificate within its validity period.
+// usable is a certificate that has not expired.
 func usable(c certmagic.Certificate) bool { return !c.Expired() }

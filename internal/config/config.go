@@ -125,6 +125,7 @@ type Route struct {
 	MaxBody Size `yaml:"max_body"`
 	// AccessLog false leaves the route's requests out of the access log
 	// (health checks, favicons); metrics and the journey still count them.
+	// See Quiet.
 	AccessLog *bool `yaml:"access_log"`
 
 	// CORS answers preflights and adds Access-Control-* headers.
@@ -137,6 +138,9 @@ type Route struct {
 	Redirect *Redirect `yaml:"redirect"`
 	Respond  *Respond  `yaml:"respond"`
 }
+
+// Quiet is whether the route's requests stay out of the access log.
+func (r *Route) Quiet() bool { return r.AccessLog != nil && !*r.AccessLog }
 
 // Proxy forwards requests to one or more upstreams.
 type Proxy struct {

@@ -113,7 +113,7 @@ func Explain(cfg *config.Config, rawURL string, from netip.Addr) ([]ExplainStep,
 	}
 	r := rt.Handler.(configRoute).r
 	quiet := ""
-	if r.AccessLog != nil && !*r.AccessLog {
+	if r.Quiet() {
 		quiet = " (left out of the access log)"
 	}
 	add("Route", true, "site %s, route %q%s", site.Name, rt.Pattern, quiet)

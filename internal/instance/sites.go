@@ -45,7 +45,7 @@ func buildSites(cfg *config.Config, ips *clientip.Resolver, log *slog.Logger, g 
 			spec.Routes = append(spec.Routes, route.RouteSpec{
 				Path: r.Path, Exact: r.Exact, Regex: r.Regex, Final: r.Final,
 				StripPrefix: r.StripPrefix, MaxBody: int64(r.MaxBody),
-				Kind: kind, Handler: h, NoLog: r.AccessLog != nil && !*r.AccessLog,
+				Kind: kind, Handler: h, NoLog: r.Quiet(),
 			})
 		}
 		specs = append(specs, spec)

@@ -594,6 +594,24 @@ func (c *conv) include(d *Directive, notes *[]string) {
 	// Other includes were expanded in place by the parser.
 }
 
+// levelNoLog is whether routes at a level stay out of the access log, from
+// its access_log directives and what it inherits: in nginx, off cancels
+// every access_log of its level wherever it stands, and a log file at a
+// level where none is off logs again.
+func levelNoLog(block []*Directive, inherited bool) bool {
+	file := false
+	for _, x := range block {
+		if x.Name != "access_log" {
+			continue
+		}
+		if x.Arg(0) == "off" {
+			return true
+		}
+		file = true
+	}
+	return inherited && !file
+}
+
 func (c *conv) accessLogDirective(d *Directive, notes *[]string) {
 	dest := d.Arg(0)
 	if strings.HasPrefix(dest, "syslog:") {
@@ -831,6 +849,7 @@ type srv struct {
 func (c *conv) server(d *Directive, parent scope) {
 	s := &srv{pos: d.Pos, hostRedirect: map[string]*hostRedir{}}
 	sc := parent.child()
+	sc.noLog = levelNoLog(d.Block, sc.noLog)
 	var locations []*Directive
 	var sslOn, haveListen, sawName bool
 	first := func() string {
@@ -867,7 +886,7 @@ func (c *conv) server(d *Directive, parent scope) {
 				c.note(&s.notes, x, false, "never reached in nginx either: an earlier return answers first")
 				continue
 			}
-			r := &route{path: "/", pos: x.Pos}
+			r := &route{path: "/", noLog: sc.noLog, pos: x.Pos}
 			c.returnTo(x, r, first())
 			s.notes = append(s.notes, r.notes...)
 			if r.handled() {
@@ -879,7 +898,7 @@ func (c *conv) server(d *Directive, parent scope) {
 				c.note(&s.notes, x, false, "never reached: an earlier return answers first")
 				continue
 			}
-			r := &route{path: "/", pos: x.Pos}
+			r := &route{path: "/", noLog: sc.noLog, pos: x.Pos}
 			if !c.rewriteTo(x, r, first(), false) {
 				c.note(&s.notes, x, false, "not carried over: gatehouse routes without rewriting; only redirects of all paths, of a prefix, or of one exact path convert")
 				continue
@@ -892,7 +911,9 @@ func (c *conv) server(d *Directive, parent scope) {
 		case "include":
 			c.include(x, &s.tlsNotes)
 		case "access_log":
-			c.accessLogDirective(x, &s.notes)
+			if !sc.noLog { // access_log off here leaves the server's routes out of gatehouse's one log
+				c.accessLogDirective(x, &s.notes)
+			}
 		case "ssl_certificate", "ssl_certificate_key", "ssl_protocols", "ssl_ciphers", "ssl_prefer_server_ciphers",
 			"ssl_session_cache", "ssl_session_timeout", "ssl_session_tickets", "ssl_dhparam", "ssl_ecdh_curve",
 			"ssl_stapling", "ssl_stapling_verify", "ssl_trusted_certificate", "http2":
@@ -1176,6 +1197,8 @@ func (c *conv) location(d *Directive, parent scope, s *srv, outer *route) {
 		c.note(&r.notes, d, false, "changed: nested in location %s, this regex location now also matches outside it (gatehouse routes are flat)", outer.path)
 	}
 	sc := parent.child()
+	sc.noLog = levelNoLog(d.Block, sc.noLog)
+	r.noLog = sc.noLog
 	var proxyPass, ret *Directive
 	var nested []*Directive
 	var others []*Directive // handlers that lose to an earlier one
@@ -1202,7 +1225,7 @@ func (c *conv) location(d *Directive, parent scope, s *srv, outer *route) {
 			}
 			// Try on a copy: a prefix redirect for another path than this
 			// location's becomes a route of its own.
-			t := &route{path: r.path, exact: r.exact, regex: r.regex, pos: x.Pos}
+			t := &route{path: r.path, exact: r.exact, regex: r.regex, noLog: r.noLog, pos: x.Pos}
 			switch {
 			case !c.rewriteTo(x, t, firstHost(s), true):
 				c.note(&r.notes, x, false, "not carried over: gatehouse routes without rewriting; only prefix strips (rewrite ^/p/(.*)$ /$1 break) and redirects convert")
@@ -1223,12 +1246,9 @@ func (c *conv) location(d *Directive, parent scope, s *srv, outer *route) {
 		case "internal":
 			c.note(&r.notes, x, false, "not carried over: gatehouse has no internal-only routes; this path is public")
 		case "access_log":
-			if x.Arg(0) == "off" {
-				sc.noLog = true
-				continue
+			if !sc.noLog {
+				c.note(&r.notes, x, false, "not carried over: gatehouse has one access log for all routes (a route can only stay out of it: access_log: false)")
 			}
-			sc.noLog = false
-			c.note(&r.notes, x, false, "not carried over: gatehouse has one access log for all routes (a route can only stay out of it: access_log: false)")
 		case "include":
 			c.include(x, &r.notes)
 		default:
@@ -1237,7 +1257,6 @@ func (c *conv) location(d *Directive, parent scope, s *srv, outer *route) {
 			}
 		}
 	}
-	r.noLog = sc.noLog
 	switch {
 	case r.redirect != nil:
 	case ret != nil:

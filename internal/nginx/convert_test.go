@@ -142,9 +142,11 @@ func BenchmarkConvert(b *testing.B) {
 	}
 }
 
-// TestConvertAccessLogOff: access_log off in a location leaves its route,
-// and those nested in it, out of the access log; a nested access_log to a
-// file logs again (to gatehouse's one log, with a note).
+// TestConvertAccessLogOff: access_log off leaves routes out of the access
+// log where nginx would: its location's and those nested in it, a whole
+// server's (and no other server's), whatever its place among the level's
+// directives, and the routes a rewrite splits off; a nested access_log to
+// a file logs again (to gatehouse's one log, with a note).
 func TestConvertAccessLogOff(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "site.conf")
 	os.WriteFile(conf, []byte(`server {
@@ -157,6 +159,18 @@ func TestConvertAccessLogOff(t *testing.T) {
         location /status/quiet { proxy_pass http://127.0.0.1:5001; }
         location /status/verbose { access_log /var/log/verbose.log; proxy_pass http://127.0.0.1:5001; }
     }
+    location /h {
+        access_log /var/log/h.log;
+        access_log off;
+        rewrite ^/h/old$ /new permanent;
+        proxy_pass http://127.0.0.1:5002;
+    }
+}
+server {
+    listen 80;
+    server_name quiet.test;
+    location / { proxy_pass http://127.0.0.1:5003; }
+    access_log off;
 }
 `), 0o644)
 	got, _, err := Convert(conf, Options{})
@@ -167,11 +181,19 @@ func TestConvertAccessLogOff(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, got)
 	}
-	logged := map[string]bool{}
-	for _, r := range cfg.Sites[0].Routes {
-		logged[r.Path] = r.AccessLog == nil || *r.AccessLog
+	if cfg.Log.Access == "off" {
+		t.Errorf("one server's access_log off turned the whole log off:\n%s", got)
 	}
-	want := map[string]bool{"/": true, "/status": false, "/status/quiet": false, "/status/verbose": true}
+	logged := map[string]bool{}
+	for _, s := range cfg.Sites {
+		for _, r := range s.Routes {
+			logged[s.Hosts[0]+r.Path] = r.AccessLog == nil || *r.AccessLog
+		}
+	}
+	want := map[string]bool{
+		"a.test/": true, "a.test/status": false, "a.test/status/quiet": false, "a.test/status/verbose": true,
+		"a.test/h": false, "a.test/h/old": false, "quiet.test/": false,
+	}
 	if fmt.Sprint(logged) != fmt.Sprint(want) {
 		t.Errorf("logged routes %v, want %v\n%s", logged, want, got)
 	}

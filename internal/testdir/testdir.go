@@ -19,8 +19,13 @@ func New(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		for i := 0; os.RemoveAll(dir) != nil && i < 50; i++ {
+		err := os.RemoveAll(dir)
+		for i := 0; err != nil && i < 50; i++ {
 			time.Sleep(20 * time.Millisecond)
+			err = os.RemoveAll(dir)
+		}
+		if err != nil {
+			t.Logf("left %s behind: %v", dir, err)
 		}
 	})
 	return dir
