@@ -2,16 +2,11 @@ package certs
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -428,34 +423,19 @@ func TestPendingExpired(t *testing.T) {
 	if g == nil {
 		t.Fatal("ACME did not start")
 	}
-	for name, notAfter := range map[string]time.Time{
-		"old.example.com": time.Now().Add(-time.Hour),
-		"new.example.com": time.Now().Add(30 * 24 * time.Hour),
+	for name, lifetime := range map[string]time.Duration{
+		"old.example.com": -time.Hour, // ended an hour ago
+		"new.example.com": 30 * 24 * time.Hour,
 	} {
-		if _, err := g.http.CacheUnmanagedTLSCertificate(context.Background(), selfSigned(t, name, notAfter), nil); err != nil {
+		cert, err := ca.Issue([]string{name}, lifetime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.http.CacheUnmanagedTLSCertificate(context.Background(), *cert, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if got := fmt.Sprint(m.Pending()); got != "[old.example.com]" {
 		t.Errorf("pending: %s, want the name whose certificate expired", got)
 	}
-}
-
-// selfSigned is a certificate for name that ends at notAfter.
-func selfSigned(t *testing.T, name string, notAfter time.Time) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: notAfter.Add(-90 * 24 * time.Hour), NotAfter: notAfter,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
