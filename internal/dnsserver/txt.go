@@ -68,7 +68,8 @@ func (t *TXTRecords) serve(s *Server, on bool) {
 	}
 }
 
-// changed has every server but except serve the records as they are now.
+// changed makes every server other than except serve the records as they
+// are now.
 // No lock of t is held while a server's is taken: a server holds its own
 // when it reads t.
 func (t *TXTRecords) changed(except *Server) {
