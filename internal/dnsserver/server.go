@@ -122,10 +122,11 @@ func (s *Server) Update(set *zone.Set) error {
 	return nil
 }
 
-// Resync serves the zones again with the serials decided now. A server
-// that replaces another sharing its Serials calls it once the other is
-// closed: what the other served in between (a DNS-01 record) is then
-// taken into account.
+// Resync serves the zones again with the serials decided now and the TXT
+// records as they are now. A server that replaces another sharing its
+// Serials calls it once the other is closed: what the other served in
+// between (a DNS-01 record) is then taken into account. TXTRecords calls
+// it on every server sharing them when a record comes or goes.
 func (s *Server) Resync() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
